@@ -1,6 +1,7 @@
 """Command line: `python -m helpers <command> ...`.
 
   corpus   read a corpus (the demo corpus, an IEMOCAP release or a CSV manifest), validate it, print its counts
+  train    cross-validated training and evaluation (`python -m helpers train --profile demo --mode lora`)
 """
 
 from __future__ import annotations
@@ -31,6 +32,42 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from .config import RunConfig
+    from .training import run_cross_validation
+
+    overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig) if f.name != "profile"}
+    results = run_cross_validation(args.profile, cache_dir=args.cache_dir, **overrides)
+    print(f"results: {results.run_dir}")
+    print(results.summary.to_string(index=False))
+    return 0
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field (default: the profile's value)."""
+    from dataclasses import fields
+
+    from .config import PROFILES, RunConfig
+
+    parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
+    parser.add_argument("--cache-dir", default=None, help="project cache (default $BTS_CACHE_DIR or ~/.cache/...)")
+    for f in fields(RunConfig):
+        if f.name == "profile":
+            continue
+        kind = f.type if isinstance(f.type, type) else str(f.type)
+        if "bool" in str(kind):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                                type=lambda v: v.lower() in ("1", "true", "yes"))
+        elif "int" in str(kind):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=int, default=None)
+        elif "float" in str(kind):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=float, default=None)
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     corpus.add_argument("--seed", type=int, default=0, help="demo corpus seed (default 0)")
     corpus.add_argument("--on-bad", choices=("error", "skip"), default="error")
     corpus.add_argument("--protocol", choices=("speaker", "session", "dialog"), default="speaker")
+    train = commands.add_parser("train", help="train and evaluate every fold of a profile (resumable)")
+    _add_config_flags(train)
     args = parser.parse_args(argv)
-    return {"corpus": _corpus}[args.command](args)
+    return {"corpus": _corpus, "train": _train}[args.command](args)
 
 
 if __name__ == "__main__":

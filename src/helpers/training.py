@@ -1,0 +1,332 @@
+"""Cross-validated training and evaluation: LoRA vs frozen encoder (the paper's Table 1).
+
+`run_cross_validation(profile, **overrides)` loads the corpus, makes the folds, trains each fold and writes tidy
+results under `<cache>/runs/<hash>/`, where the hash covers everything that defines the run. Finished folds are
+skipped on rerun; an interrupted fold resumes from its last epoch checkpoint with the same RNG state, so the final
+metrics equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import RunConfig, make_config
+from .corpora import load_audio, read_iemocap, read_manifest, validate_corpus
+from .demo_corpus import DemoCorpusSettings, load_demo_corpus
+from .device import autocast, pick_device
+from .metrics import classification_scores, summarize_folds
+from .models import EMOTIONS, ModelSpec, build_classifier, extract_features, save_classifier, whisper_feature_extractor
+from .paths import cache_root
+from .protocols import Fold, make_folds, save_folds
+
+__all__ = ["RunResults", "load_corpus", "fit_max_seconds", "compute_features", "encoder_outputs", "head_logits",
+           "run_cross_validation", "run_dir_for"]
+
+METRICS = ("uar", "war", "macro_f1")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def load_corpus(config: RunConfig, *, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """The validated corpus `config.data` names: "demo", an IEMOCAP release folder or a CSV manifest."""
+    if config.data == "demo":
+        table = load_demo_corpus(DemoCorpusSettings(seed=config.demo_seed, n_speakers=config.demo_speakers,
+                                                    clips_per_speaker_emotion=config.demo_clips), cache_dir=cache_dir)
+    else:
+        path = Path(config.data).expanduser()
+        if path.suffix.lower() == ".csv":
+            table = read_manifest(path)
+        elif path.is_dir():
+            table = read_iemocap(path)
+        else:
+            raise FileNotFoundError(f"data={config.data!r} is neither 'demo', an existing IEMOCAP_full_release folder "
+                                    "nor a .csv manifest; pass -p data /path/to/IEMOCAP_full_release")
+    table, _ = validate_corpus(table, classes=EMOTIONS, on_bad=config.on_bad)
+    return table
+
+
+def fit_max_seconds(durations, *, cap: int = 30) -> int:
+    """Whole seconds that hold the longest clip (at least 1, at most `cap`)."""
+    return int(min(cap, max(1, math.ceil(float(np.max(durations)) - 1e-9))))
+
+
+def _fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_fingerprint(table: pd.DataFrame) -> str:
+    """A hash of the corpus content: ids, labels, speakers, groups, file sizes and durations."""
+    sizes = [os.path.getsize(p) for p in table["path"]]
+    cols = table[["utterance", "label", "speaker", "session", "dialog"]].astype(str).values.tolist()
+    return _fingerprint([cols, sizes, np.round(table["duration"].to_numpy(), 4).tolist()])
+
+
+def compute_features(table: pd.DataFrame, extractor, *, cache_dir: str | Path | None = None) -> torch.Tensor:
+    """Log-mel features of every utterance, (N, n_mels, frames), computed once and cached as safetensors."""
+    key = _fingerprint([data_fingerprint(table), extractor.to_dict()])
+    path = cache_root(cache_dir) / "features" / f"{key}.safetensors"
+    if path.is_file():
+        return load_file(path)["features"]
+    chunks = []
+    for start in tqdm(range(0, len(table), 32), desc="features", unit="batch", leave=False):
+        waves = [load_audio(p) for p in table["path"].iloc[start:start + 32]]
+        chunks.append(extract_features(waves, extractor))
+    features = torch.cat(chunks)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"features": features.contiguous()}, tmp)
+    os.replace(tmp, path)
+    return features
+
+
+@torch.no_grad()
+def encoder_outputs(encoder, features: torch.Tensor, *, device: torch.device, batch_size: int = 16,
+                    precision: str = "auto") -> torch.Tensor:
+    """Final encoder states (after its LayerNorm), (N, T, d), of a frozen encoder in eval mode."""
+    encoder.eval().to(device)
+    out = []
+    for start in tqdm(range(0, len(features), batch_size), desc="frozen encoder", unit="batch", leave=False):
+        with autocast(device, precision):
+            out.append(encoder(features[start:start + batch_size].to(device)).last_hidden_state.float().cpu())
+    return torch.cat(out)
+
+
+def head_logits(projector, classifier, hidden: torch.Tensor) -> torch.Tensor:
+    """What `WhisperForAudioClassification` does after the encoder: project, mean over time, classify. (B, C)"""
+    return classifier(projector(hidden).mean(dim=1))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One fold
+
+
+def run_dir_for(config: RunConfig, fingerprint: str, *, cache_dir: str | Path | None = None) -> Path:
+    """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions."""
+    import peft
+    import transformers
+
+    defining = {k: v for k, v in asdict(config).items() if k not in ("profile", "allow_download")}
+    versions = dict(helpers=__version__, torch=torch.__version__, transformers=transformers.__version__,
+                    peft=peft.__version__)
+    key = _fingerprint([defining, fingerprint, pick_device(config.device).type, versions])
+    return cache_root(cache_dir) / "runs" / f"{config.mode}-{config.protocol}-{key}"
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_trainable(model, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def _atomic_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+class _FoldTrainer:
+    """Trains one fold: the trainable module, its batches and evaluation differ by mode."""
+
+    def __init__(self, config: RunConfig, fold_index: int, spec: ModelSpec, device: torch.device,
+                 inputs: torch.Tensor, frozen_encoder_out: torch.Tensor | None):
+        self.config, self.device, self.inputs = config, device, inputs
+        self.model = build_classifier(spec, seed=config.seed + fold_index, allow_download=config.allow_download)
+        if config.mode == "frozen":
+            self.model.requires_grad_(False)
+            self.head = torch.nn.ModuleDict(dict(projector=self.model.projector, classifier=self.model.classifier))
+            self.head.requires_grad_(True)
+            self.trainable, self.hidden = self.head, frozen_encoder_out
+        else:
+            self.trainable, self.hidden = self.model, None
+        self.trainable.to(device)
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.hidden is not None:
+            return head_logits(self.head["projector"], self.head["classifier"], self.hidden[idx].to(self.device))
+        return self.model(input_features=self.inputs[idx].to(self.device)).logits
+
+    @torch.no_grad()
+    def predict(self, idx: torch.Tensor) -> np.ndarray:
+        self.trainable.eval()
+        preds = []
+        for start in range(0, len(idx), self.config.batch_size * 2):
+            with autocast(self.device, self.config.precision):
+                preds.append(self.logits(idx[start:start + self.config.batch_size * 2]).float().argmax(-1).cpu())
+        return torch.cat(preds).numpy()
+
+
+def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelSpec,
+                index_of: dict[str, int], labels: torch.Tensor, inputs: torch.Tensor,
+                frozen_out: torch.Tensor | None, device: torch.device) -> dict:
+    n_classes = len(EMOTIONS)
+    trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out)
+    params = [p for p in trainer.trainable.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    train_idx = torch.tensor([index_of[u] for u in fold.train])
+    val_idx = torch.tensor([index_of[u] for u in fold.validation])
+    test_idx = torch.tensor([index_of[u] for u in fold.test])
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total_steps))
+    generator = torch.Generator().manual_seed(config.seed + fold_index)
+    torch.manual_seed(config.seed + fold_index)  # LoRA dropout draws from the global RNG
+    history, best, start_epoch, train_seconds = [], None, 0, 0.0
+
+    ckpt = fold_dir / "checkpoint"
+    if (ckpt / "state.pt").is_file():  # resume an interrupted fold where its last finished epoch left it
+        state = torch.load(ckpt / "state.pt", weights_only=True)
+        _load_trainable(trainer.trainable, load_file(ckpt / "trainable.safetensors"))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, start_epoch, train_seconds = json.loads(state["history"]), int(state["epoch"]), float(state["seconds"])
+        best = json.loads(state["best"])
+    for epoch in tqdm(range(start_epoch, config.epochs), desc=f"{fold.name} epochs", leave=False,
+                      initial=start_epoch, total=config.epochs):
+        trainer.trainable.train()
+        start = time.perf_counter()
+        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        losses = []
+        for step in range(steps_per_epoch):
+            batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+            try:
+                with autocast(device, config.precision):
+                    logits = trainer.logits(batch)
+                loss = torch.nn.functional.cross_entropy(logits.float(), labels[batch].to(device))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"fold {fold.name}, epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}. Lower lr "
+                        f"(now {config.lr}) or use precision='fp32'.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+            except torch.cuda.OutOfMemoryError as err:
+                raise RuntimeError(f"fold {fold.name}: out of GPU memory at batch_size={config.batch_size}, "
+                                   f"max_seconds={spec.max_seconds}. Lower batch_size or max_seconds, or use "
+                                   "precision='bf16'.") from err
+            losses.append(loss.item())
+        train_seconds += time.perf_counter() - start
+        val_scores = classification_scores(labels[val_idx].numpy(), trainer.predict(val_idx), n_classes=n_classes)
+        history.append(dict(epoch=epoch + 1, train_loss=float(np.mean(losses)),
+                            **{f"val_{m}": val_scores[m] for m in METRICS}))
+        if best is None or val_scores["uar"] > best["uar"]:  # ties keep the earlier epoch
+            best = dict(epoch=epoch + 1, uar=val_scores["uar"])
+            save_file(_trainable_state(trainer.trainable), fold_dir / "best.safetensors")
+        ckpt.mkdir(exist_ok=True)
+        save_file(_trainable_state(trainer.trainable), ckpt / "trainable.safetensors.tmp")
+        torch.save(dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        generator=generator.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch + 1,
+                        seconds=train_seconds, history=json.dumps(history), best=json.dumps(best)),
+                   ckpt / "state.pt.tmp")
+        os.replace(ckpt / "trainable.safetensors.tmp", ckpt / "trainable.safetensors")
+        os.replace(ckpt / "state.pt.tmp", ckpt / "state.pt")
+
+    _load_trainable(trainer.trainable, load_file(fold_dir / "best.safetensors"))
+    test_scores = classification_scores(labels[test_idx].numpy(), trainer.predict(test_idx), n_classes=n_classes)
+    save_classifier(trainer.model.cpu(), spec, fold_dir / "model")
+    return dict(fold=fold.name, fold_index=fold_index, mode=config.mode, protocol=config.protocol,
+                chosen_epoch=best["epoch"], selection_on_test=fold.selection_on_test,
+                n_train=len(train_idx), n_validation=len(val_idx), n_test=len(test_idx),
+                train_seconds=train_seconds,
+                examples_per_second=len(train_idx) * config.epochs / max(train_seconds, 1e-9),
+                **{f"test_{k}": v for k, v in test_scores.items()},
+                history=history)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cross-validation
+
+
+@dataclass
+class RunResults:
+    """Per-fold rows, the across-fold summary and where the files are."""
+
+    run_dir: Path
+    config: RunConfig
+    folds: pd.DataFrame
+    summary: pd.DataFrame
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunResults":
+        """Read a finished run's files (what notebooks and tables use)."""
+        run_dir = Path(run_dir)
+        config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in json.loads((run_dir / "config.json").read_text()).items()})
+        return cls(run_dir, config, pd.read_csv(run_dir / "folds.csv"), pd.read_csv(run_dir / "summary.csv"))
+
+
+def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None = None,
+                         **overrides) -> RunResults:
+    """Train and evaluate every fold of a profile (with overrides); reuse finished folds; write tidy results."""
+    config = make_config(profile, **overrides)
+    device = pick_device(config.device)
+    table = load_corpus(config, cache_dir=cache_dir)
+    max_seconds = config.max_seconds or fit_max_seconds(table["duration"])
+    fingerprint = data_fingerprint(table)
+    run_dir = run_dir_for(config, fingerprint, cache_dir=cache_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(config.to_json())
+    folds = make_folds(table, config.protocol)
+    folds = folds[:config.max_folds] if config.max_folds else folds
+    save_folds(folds, run_dir / "folds.json")
+    _atomic_json(run_dir / "run.json", dict(data_fingerprint=fingerprint, max_seconds=max_seconds,
+                                            device=str(device), n_utterances=len(table),
+                                            validation=table.attrs.get("validation"),
+                                            platform=platform.platform(), python=platform.python_version()))
+    spec = ModelSpec(source=config.model, labels=EMOTIONS, max_seconds=max_seconds,
+                     lora=config.lora if config.mode == "lora" else None)
+    index_of = {u: i for i, u in enumerate(table["utterance"])}
+    labels = torch.tensor([EMOTIONS.index(label) for label in table["label"]])
+    inputs = frozen_out = None
+    results = []
+    for i, fold in enumerate(tqdm(folds, desc=f"{config.mode} folds", unit="fold")):
+        fold_dir = run_dir / fold.name
+        result_path = fold_dir / "result.json"
+        if result_path.is_file():
+            results.append(json.loads(result_path.read_text()))
+            continue
+        if inputs is None:
+            from .models import load_whisper_classifier
+
+            probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download)
+            inputs = compute_features(table, whisper_feature_extractor(probe.config, max_seconds), cache_dir=cache_dir)
+            if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
+                frozen_out = encoder_outputs(probe.encoder, inputs, device=device, precision=config.precision)
+            del probe
+        fold_dir.mkdir(exist_ok=True)
+        result = _train_fold(config, fold, i, fold_dir, spec, index_of, labels, inputs, frozen_out, device)
+        _atomic_json(result_path, result)
+        shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+        tqdm.write(f"{fold.name}: UAR {result['test_uar']:.3f} WAR {result['test_war']:.3f} "
+                   f"F1 {result['test_macro_f1']:.3f} (epoch {result['chosen_epoch']}, "
+                   f"{result['examples_per_second']:.1f} clips/s)")
+        results.append(result)
+    rows = pd.DataFrame([{k: v for k, v in r.items() if k not in ("history", "test_confusion")} for r in results])
+    rows.to_csv(run_dir / "folds.csv", index=False)
+    summary = pd.DataFrame([dict(metric=m, **summarize_folds(rows[f"test_{m}"])) for m in METRICS])
+    summary.to_csv(run_dir / "summary.csv", index=False)
+    return RunResults(run_dir, config, rows, summary)

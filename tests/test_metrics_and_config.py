@@ -1,0 +1,48 @@
+"""Scores against hand-computed values, and run configuration."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from helpers.config import PROFILES, make_config
+from helpers.metrics import classification_scores, summarize_folds, uar, war
+from helpers.models import ATTENTION_PROJECTIONS
+
+
+def test_uar_war_and_f1_on_a_hand_worked_example():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 3])
+    y_pred = np.array([0, 0, 0, 1, 1, 0, 2, 2])
+    # recalls: class0 3/4, class1 1/2, class2 1/1, class3 0/1 -> UAR 0.5625; accuracy 5/8
+    assert uar(y_true, y_pred, n_classes=4) == pytest.approx(0.5625)
+    assert war(y_true, y_pred) == pytest.approx(5 / 8)
+    scores = classification_scores(y_true, y_pred, n_classes=4)
+    # F1: c0 p=3/4 r=3/4 -> .75; c1 p=1/2 r=1/2 -> .5; c2 p=1/2 r=1 -> 2/3; c3 0
+    assert scores["macro_f1"] == pytest.approx((0.75 + 0.5 + 2 / 3 + 0) / 4)
+    assert scores["confusion"] == [[3, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 0]]
+
+
+def test_perfect_and_chance_predictions():
+    y = np.repeat(np.arange(4), 5)
+    assert uar(y, y, n_classes=4) == 1.0
+    assert uar(y, np.zeros_like(y), n_classes=4) == 0.25
+
+
+def test_fold_summary_t_interval():
+    values = [0.6, 0.7, 0.65, 0.75]
+    s = summarize_folds(values)
+    assert s["mean"] == pytest.approx(0.675) and s["std"] == pytest.approx(np.std(values, ddof=1))
+    half = stats.t.ppf(0.975, 3) * s["std"] / 2
+    assert (s["ci_low"], s["ci_high"]) == pytest.approx((0.675 - half, 0.675 + half))
+
+
+def test_profiles_and_overrides():
+    assert PROFILES["paper"].model == "openai/whisper-large-v2" and PROFILES["paper"].protocol == "dialog"
+    assert (PROFILES["paper"].lr, PROFILES["paper"].epochs, PROFILES["paper"].rank) == (5e-5, 20, 32)
+    config = make_config("demo", epochs=2, target_modules="attention")
+    assert config.epochs == 2 and config.target_modules == ATTENTION_PROJECTIONS
+    with pytest.raises(ValueError, match="unknown setting"):
+        make_config("demo", epoch=2)
+    with pytest.raises(ValueError, match="protocol"):
+        make_config("demo", protocol="random")
+    with pytest.raises(ValueError, match="profile"):
+        make_config("huge")

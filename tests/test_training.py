@@ -1,0 +1,96 @@
+"""Cross-validated training on the smoke profile: results, frozen-mode caching, determinism, resume, NaN stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import training
+from helpers.config import make_config
+from helpers.models import extract_features, load_whisper_classifier, whisper_feature_extractor
+from helpers.training import RunResults, encoder_outputs, head_logits, load_corpus, run_cross_validation
+
+pytestmark = pytest.mark.integration
+METRIC_COLUMNS = ["fold", "chosen_epoch", "test_uar", "test_war", "test_macro_f1"]
+
+
+def test_frozen_head_on_cached_encoder_outputs_equals_the_end_to_end_model(tiny_en_dir, spoken):
+    model = load_whisper_classifier("tiny.en", max_seconds=4, seed=0).eval()
+    features = extract_features(spoken[1], whisper_feature_extractor(model.config, 4))
+    cached = encoder_outputs(model.encoder, features, device=torch.device("cpu"), batch_size=1)
+    with torch.no_grad():
+        end_to_end = model(input_features=features).logits
+        from_cache = head_logits(model.projector, model.classifier, cached)
+    torch.testing.assert_close(from_cache, end_to_end, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def smoke_lora(tiny_en_dir, tmp_path_factory):
+    return run_cross_validation("smoke", cache_dir=tmp_path_factory.mktemp("run-a"), epochs=2)
+
+
+def test_smoke_run_writes_tidy_results(smoke_lora):
+    run = smoke_lora
+    assert len(run.folds) == 2 and set(run.summary["metric"]) == {"uar", "war", "macro_f1"}
+    for name in ("config.json", "folds.json", "run.json", "folds.csv", "summary.csv"):
+        assert (run.run_dir / name).is_file(), name
+    result = json.loads((run.run_dir / run.folds["fold"][0] / "result.json").read_text())
+    assert [h["epoch"] for h in result["history"]] == [1, 2]
+    assert result["chosen_epoch"] in (1, 2) and len(result["test_confusion"]) == 4
+    assert result["examples_per_second"] > 0 and not result["selection_on_test"]
+    assert (run.run_dir / run.folds["fold"][0] / "model" / "adapter_model.safetensors").is_file()
+    assert not (run.run_dir / run.folds["fold"][0] / "checkpoint").exists()
+    reread = RunResults.read(run.run_dir)
+    pd.testing.assert_frame_equal(reread.folds, run.folds)
+    assert reread.config == run.config
+
+
+def test_same_seed_same_metrics_and_reuse(smoke_lora, tmp_path):
+    again = run_cross_validation("smoke", cache_dir=tmp_path, epochs=2)
+    pd.testing.assert_frame_equal(again.folds[METRIC_COLUMNS], smoke_lora.folds[METRIC_COLUMNS])
+    stamp = (again.run_dir / again.folds["fold"][0] / "result.json").stat().st_mtime_ns
+    run_cross_validation("smoke", cache_dir=tmp_path, epochs=2)  # finished folds are skipped
+    assert (again.run_dir / again.folds["fold"][0] / "result.json").stat().st_mtime_ns == stamp
+
+
+def test_frozen_mode_runs(tiny_en_dir, tmp_path):
+    run = run_cross_validation("smoke", cache_dir=tmp_path, mode="frozen", epochs=2)
+    assert len(run.folds) == 2 and run.run_dir.name.startswith("frozen-speaker-")
+    assert (run.run_dir / run.folds["fold"][0] / "model" / "head.safetensors").is_file()
+
+
+def test_nan_loss_stops_with_the_step(tiny_en_dir, tmp_path, monkeypatch):
+    real = training.compute_features
+    monkeypatch.setattr(training, "compute_features", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"epoch 1, step 1: the loss is nan"):
+        run_cross_validation("smoke", cache_dir=tmp_path, epochs=1)
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_metrics(smoke_lora, tmp_path):
+    """Kill the CLI once the second fold has an epoch checkpoint, rerun, compare with the uninterrupted run."""
+    cmd = [sys.executable, "-m", "helpers", "train", "--profile", "smoke", "--epochs", "2", "--cache-dir", str(tmp_path)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run_dir = training.run_dir_for(make_config("smoke", epochs=2), training.data_fingerprint(
+        load_corpus(make_config("smoke"), cache_dir=tmp_path)), cache_dir=tmp_path)
+    folds = list(smoke_lora.folds["fold"])
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run_dir / folds[1] / "checkpoint" / "state.pt").is_file():
+        assert process.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline, "no checkpoint of the second fold appeared"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (run_dir / folds[0] / "result.json").is_file()
+    assert not (run_dir / folds[1] / "result.json").is_file()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed = pd.read_csv(run_dir / "folds.csv")
+    pd.testing.assert_frame_equal(resumed[METRIC_COLUMNS], smoke_lora.folds[METRIC_COLUMNS])
