@@ -7,7 +7,7 @@ PROFILE ?= demo
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test book clean-book
+.PHONY: install test book bench clean-book
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 book: $(STAMP)
 	$(PY) -m helpers.book --profile $(PROFILE)
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_demo_corpus.py
+	$(PY) benchmarks/bench_training.py
 
 clean-book:
 	rm -rf _build

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .corpora import read_manifest
 from .models import EMOTIONS, SAMPLE_RATE
-from .paths import cache_root
+from .paths import atomic_directory, cache_root
 from .speech_synthesis import Prosody, synthesize_batch
 
 __all__ = ["DemoCorpusSettings", "EMOTION_PROSODY", "demo_corpus_plan", "build_demo_corpus", "load_demo_corpus"]
@@ -133,9 +130,7 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
     if (target / "manifest.csv").is_file() and not force:
         return target
     plan = demo_corpus_plan(settings)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         requests = [(r.text, Prosody(voice=r.voice, rate=r.rate, volume=r.volume, pitch=r.pitch,
                                      pitch_range=r.pitch_range)) for r in plan.itertuples()]
         waves = synthesize_batch(requests, sample_rate=SAMPLE_RATE)  # one fresh process: repeatable output
@@ -149,12 +144,6 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
         plan.assign(path=paths)[["path", "label", "speaker", "session", "dialog"]].to_csv(tmp / "manifest.csv",
                                                                                         index=False)
         (tmp / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

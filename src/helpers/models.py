@@ -14,8 +14,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +23,7 @@ import torch
 from torch import nn
 
 from .ctranslate2_format import ct2_whisper_to_hf, read_ct2_model, whisper_dims_from_ct2
-from .paths import cache_root
+from .paths import atomic_directory, cache_root
 
 __all__ = [
     "EMOTIONS",
@@ -144,21 +142,13 @@ def convert_tiny_en(*, source_dir: str | Path | None = None, cache_dir: str | Pa
         max_length=config.max_target_positions,
     )
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny.en-", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
         WhisperTokenizer(tokenizer_file=str(source / "tokenizer.json")).save_pretrained(tmp)
         (tmp / _CONVERSION_RECORD).write_text(json.dumps(
             {"source": str(model_bin), "source_sha256": digest, "format": f"{ct2.spec} v{ct2.version} r{ct2.revision}"},
             indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -28,7 +28,7 @@ from . import __version__
 from .config import RunConfig, make_config
 from .corpora import load_audio, read_iemocap, read_manifest, validate_corpus
 from .demo_corpus import DemoCorpusSettings, load_demo_corpus
-from .device import autocast, pick_device
+from .device import autocast, pick_device, resolve_precision
 from .metrics import classification_scores, summarize_folds
 from .models import EMOTIONS, ModelSpec, build_classifier, extract_features, save_classifier, whisper_feature_extractor
 from .paths import cache_root
@@ -190,6 +190,8 @@ def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, 
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total_steps))
+    # fp16 autocast needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op)
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(device, config.precision) == torch.float16)
     generator = torch.Generator().manual_seed(config.seed + fold_index)
     torch.manual_seed(config.seed + fold_index)  # LoRA dropout draws from the global RNG
     history, best, start_epoch, train_seconds = [], None, 0, 0.0
@@ -200,6 +202,7 @@ def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, 
         _load_trainable(trainer.trainable, load_file(ckpt / "trainable.safetensors"))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, start_epoch, train_seconds = json.loads(state["history"]), int(state["epoch"]), float(state["seconds"])
@@ -221,8 +224,9 @@ def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, 
                         f"fold {fold.name}, epoch {epoch + 1}, step {step + 1}: the loss is {loss.item()}. Lower lr "
                         f"(now {config.lr}) or use precision='fp32'.")
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 scheduler.step()
             except torch.cuda.OutOfMemoryError as err:
                 raise RuntimeError(f"fold {fold.name}: out of GPU memory at batch_size={config.batch_size}, "
@@ -238,7 +242,7 @@ def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, 
             save_file(_trainable_state(trainer.trainable), fold_dir / "best.safetensors")
         ckpt.mkdir(exist_ok=True)
         save_file(_trainable_state(trainer.trainable), ckpt / "trainable.safetensors.tmp")
-        torch.save(dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+        torch.save(dict(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
                         generator=generator.get_state(), torch_rng=torch.get_rng_state(), epoch=epoch + 1,
                         seconds=train_seconds, history=json.dumps(history), best=json.dumps(best)),
                    ckpt / "state.pt.tmp")
