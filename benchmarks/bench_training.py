@@ -37,7 +37,7 @@ def _head_epochs(model, hidden_for_epoch, labels, epochs: int, batch_size: int) 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clips", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=20, help="head epochs (the paper trains 20)")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     torch.manual_seed(0)

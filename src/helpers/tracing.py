@@ -1,0 +1,243 @@
+"""One nnsight tracing pass over an analysis set: everything the paper's analyses read, in one place.
+
+This is the only module that touches model internals. For every encoder layer it captures the layer input h, the
+self-attention output a, the MLP output m and the layer output (asserting output = h + a + m), and for every LoRA
+module its A output, B output and the gradients of the cross-entropy loss with respect to both (one backward pass
+per batch). It keeps what the analyses need, as numpy arrays:
+
+- per-frame norms and cosines of h, a, m, a+m: `h_norm, a_norm, m_norm, am_norm, cos_ah, cos_mh, cos_amh` (N, L, T);
+- pooled hidden states (mean over all frames / over speech frames), raw and after the final encoder LayerNorm:
+  `pooled_all, pooled_speech, pooled_ln_all, pooled_ln_speech` (N, L+1, d); index 0 is the input of layer 0, index
+  l the output of layer l-1, index L the last layer's output;
+- `logits` (N, C) of the model itself, `labels` (N,), `speech_mask` (N, T);
+- per LoRA module `lora.<layer>.<proj>.{A,B,A_grad,B_grad}`: (N, T', r) and (N, T', d) on frames `lora_frames` (T').
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.numpy import load_file, save_file
+from tqdm.auto import tqdm
+
+from .models import EMOTIONS
+
+__all__ = ["Trace", "select_analysis_set", "speech_frames", "trace_model", "lora_modules", "redraw_lora"]
+
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")  # forward order inside a layer
+_ENCODER_FRAME_SECONDS = 0.02  # conv2 stride 2 over 10 ms mel frames
+
+
+@dataclass
+class Trace:
+    """Arrays captured by `trace_model` plus what they mean (`meta`)."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.meta["n_layers"])
+
+    @property
+    def lora_names(self) -> list[str]:
+        return list(self.meta["lora_modules"])
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, str(tmp),
+                  metadata={"meta": json.dumps(self.meta)})
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trace":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = json.loads(f.metadata()["meta"])
+        return cls(load_file(str(path)), meta)
+
+
+def select_analysis_set(table: pd.DataFrame, utterances, *, per_class: int = 25, seed: int = 0) -> pd.DataFrame:
+    """A class-stratified sample of `utterances` (ids): up to `per_class` of each class, drawn with `seed`.
+
+    The paper draws 25 per class from a validation set; fewer are taken where a class has fewer, and the returned
+    table's `attrs["shortfall"]` says by how many per class.
+    """
+    pool = table[table["utterance"].isin(set(utterances))]
+    rng = np.random.default_rng(seed)
+    picked, shortfall = [], {}
+    for label in EMOTIONS:
+        ids = sorted(pool.loc[pool["label"] == label, "utterance"])
+        take = min(per_class, len(ids))
+        if take < per_class:
+            shortfall[label] = per_class - take
+        picked += list(rng.choice(ids, size=take, replace=False)) if take else []
+    chosen = table[table["utterance"].isin(set(picked))].sort_values(["label", "utterance"]).reset_index(drop=True)
+    chosen.attrs["shortfall"] = shortfall
+    return chosen
+
+
+def speech_frames(durations, n_frames: int) -> np.ndarray:
+    """Encoder positions holding speech for clips of `durations` seconds: (N,) ints, at most `n_frames`."""
+    return np.minimum(n_frames, np.ceil(np.asarray(durations, dtype=float) / _ENCODER_FRAME_SECONDS)).astype(int)
+
+
+def _encoder_path(model) -> str:
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    for name, module in model.named_modules():
+        if isinstance(module, WhisperEncoder):
+            return name
+    raise TypeError("the model has no Whisper encoder")
+
+
+def _walk(root, path: str):
+    for part in path.split("."):
+        root = getattr(root, part)
+    return root
+
+
+def lora_modules(model) -> list[tuple[int, str]]:
+    """(layer, projection) of every LoRA-wrapped module in the encoder, in forward order."""
+    encoder = _walk(model, _encoder_path(model))
+    return [(i, p) for i, layer in enumerate(encoder.layers) for p in _PROJECTIONS
+            if hasattr(_walk(layer, "self_attn." + p if p.endswith("proj") else p), "lora_A")]
+
+
+def _projection(layer, name: str):
+    return getattr(layer.self_attn, name) if name.endswith("proj") else getattr(layer, name)
+
+
+@torch.no_grad()
+def redraw_lora(model, *, init: str, seed: int = 0) -> None:
+    """Re-initialise every LoRA A and B in place: `"official"` draws both from N(0, 0.02) as the paper's code does;
+    `"peft"` uses peft's own initialisation (A Kaiming-uniform, B = 0)."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        if "lora_A" in name or "lora_B" in name:
+            if init == "official":
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+            elif init == "peft":
+                if "lora_B" in name:
+                    param.zero_()
+                else:
+                    bound = 1 / math.sqrt(param.shape[1])  # kaiming_uniform_(a=sqrt(5)) on (r, d_in)
+                    param.copy_((torch.rand(param.shape, generator=gen) * 2 - 1) * bound)
+            else:
+                raise ValueError(f"init={init!r}; choose 'official' or 'peft'")
+
+
+def _cos(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x * y).sum(-1) / (x.norm(dim=-1) * y.norm(dim=-1)).clamp_min(1e-12)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over time of (B, T, d) where mask (B, T) is true."""
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: np.ndarray, *, batch_size: int = 8,
+                lora_frames: int = 0, dropout_active: bool = False, with_gradients: bool = True,
+                tolerance: float = 1e-3) -> Trace:
+    """Trace `model` (a Whisper classifier, LoRA-wrapped or not) over `features` (N, n_mels, frames).
+
+    `labels` (N,) feed the cross-entropy whose gradients are captured (summed over the batch, so a clip's gradient
+    does not depend on batching). `n_speech` (N,) is the number of speech positions per clip. `lora_frames` > 0
+    keeps that many evenly spaced positions of the LoRA matrices per clip (large models), 0 keeps all.
+    `dropout_active` runs LoRA dropout as in training (the official untrained baseline did).
+    """
+    from nnsight import NNsight
+
+    model.train(dropout_active)  # Whisper's own dropouts are 0 by default, so this switches LoRA dropout only
+    encoder_path = _encoder_path(model)
+    encoder = _walk(model, encoder_path)
+    loras = lora_modules(model)
+    gradients = with_gradients and bool(loras)
+    wrapped = NNsight(model)
+    n_layers = len(encoder.layers)
+    out: dict[str, list] = {}
+    residual_error = 0.0
+    keep: np.ndarray | None = None
+    for start in tqdm(range(0, len(features), batch_size), desc="tracing", unit="batch", leave=False):
+        x = features[start:start + batch_size]
+        if gradients:  # a graph through every activation, whether or not the loaded weights are trainable
+            x = x.clone().requires_grad_(True)
+        y = labels[start:start + batch_size]
+        hs, attn, mlp, outs, a_out, b_out, a_grad, b_grad = ([] for _ in range(8))
+        with torch.set_grad_enabled(gradients), wrapped.trace(input_features=x):
+            layers = _walk(wrapped, encoder_path).layers
+            for i in range(n_layers):
+                layer = layers[i]
+                hs.append(layer.input.save())
+                for proj in _PROJECTIONS:  # forward order: attention projections, then fc1, fc2
+                    if proj == "fc1":
+                        attn.append(layer.self_attn.output[0].save())
+                    if (i, proj) in loras:
+                        envoy = _projection(layer, proj)
+                        a_out.append(envoy.lora_A["default"].output.save())
+                        b_out.append(envoy.lora_B["default"].output.save())
+                mlp.append(layer.fc2.output.save())
+                outs.append(layer.output.save())
+            logits = wrapped.output.logits.save()
+            if gradients:
+                loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+                with loss.backward():
+                    for k in reversed(range(len(a_out))):
+                        b_grad.append(b_out[k].grad.save())
+                        a_grad.append(a_out[k].grad.save())
+        a_grad.reverse()
+        b_grad.reverse()
+        model.zero_grad(set_to_none=True)  # the backward pass is for reading gradients, not for training
+        with torch.no_grad():
+            T = hs[0].shape[1]
+            mask = torch.arange(T)[None, :] < torch.as_tensor(n_speech[start:start + len(x)])[:, None]
+            per_layer = {k: [] for k in ("h_norm", "a_norm", "m_norm", "am_norm", "cos_ah", "cos_mh", "cos_amh")}
+            for h, a, m, o in zip(hs, attn, mlp, outs):
+                o = o[0] if isinstance(o, tuple) else o
+                assert o.shape == h.shape, f"layer output shape {tuple(o.shape)} != input shape {tuple(h.shape)}"
+                residual_error = max(residual_error, float((o - (h + a + m)).abs().max()))
+                am = a + m
+                for key, value in (("h_norm", h.norm(dim=-1)), ("a_norm", a.norm(dim=-1)), ("m_norm", m.norm(dim=-1)),
+                                   ("am_norm", am.norm(dim=-1)), ("cos_ah", _cos(a, h)), ("cos_mh", _cos(m, h)),
+                                   ("cos_amh", _cos(am, h))):
+                    per_layer[key].append(value)
+            for key, values in per_layer.items():
+                out.setdefault(key, []).append(torch.stack(values, 1).float().numpy())
+            last = outs[-1][0] if isinstance(outs[-1], tuple) else outs[-1]
+            states = [*hs, last]
+            normed = [encoder.layer_norm(s) for s in states]
+            for key, seq, msk in (("pooled_all", states, torch.ones_like(mask)), ("pooled_speech", states, mask),
+                                  ("pooled_ln_all", normed, torch.ones_like(mask)), ("pooled_ln_speech", normed, mask)):
+                out.setdefault(key, []).append(torch.stack([_masked_mean(s, msk) for s in seq], 1).float().numpy())
+            out.setdefault("logits", []).append(logits.detach().float().numpy())
+            out.setdefault("speech_mask", []).append(mask.numpy())
+            keep = np.arange(T) if not lora_frames or lora_frames >= T else np.linspace(0, T - 1, lora_frames).round().astype(int)
+            for k, (layer_i, proj) in enumerate(loras):
+                name = f"lora.{layer_i}.{proj}"
+                pieces = [("A", a_out[k]), ("B", b_out[k])]
+                if gradients:
+                    pieces += [("A_grad", a_grad[k]), ("B_grad", b_grad[k])]
+                for suffix, value in pieces:
+                    out.setdefault(f"{name}.{suffix}", []).append(value.detach()[:, keep].float().numpy())
+    if residual_error > tolerance:
+        raise AssertionError(f"residual identity broken: max |out - (h + a + m)| = {residual_error:.3g} > {tolerance}")
+    arrays = {k: np.concatenate(v) for k, v in out.items()}
+    arrays["labels"] = labels.numpy().astype(np.int64)
+    arrays["lora_frames"] = keep if keep is not None else np.arange(0)
+    meta = dict(n_layers=n_layers, lora_modules=[f"lora.{i}.{p}" for i, p in loras], residual_error=residual_error,
+                gradients=gradients, dropout_active=dropout_active, loss="cross-entropy, summed over the batch")
+    return Trace(arrays, meta)

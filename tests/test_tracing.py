@@ -1,0 +1,99 @@
+"""The tracing pass on real tiny.en: residual identity, logit lens = model logits, gradients = torch hooks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.logit_lens import lens_logits
+from helpers.models import ATTENTION_PROJECTIONS, LoraSettings, ModelSpec, build_classifier, extract_features
+from helpers.models import load_whisper_classifier, whisper_feature_extractor
+from helpers.spectra import k_energy, singular_values
+from helpers.tracing import Trace, redraw_lora, speech_frames, trace_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lora_model(tiny_en_dir):
+    model = build_classifier(ModelSpec(max_seconds=4, lora=LoraSettings(rank=8, target_modules=ATTENTION_PROJECTIONS)),
+                             seed=0)
+    redraw_lora(model, init="official", seed=1)  # non-zero B so every gradient is informative
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch(spoken, lora_model):
+    features = extract_features(spoken[1], whisper_feature_extractor(lora_model.config, 4))
+    n_speech = speech_frames([len(w) / 16000 for w in spoken[1]], features.shape[-1] // 2)
+    return features, torch.tensor([1, 3]), n_speech
+
+
+def test_trace_shapes_and_residual_identity(lora_model, batch):
+    trace = trace_model(lora_model, *batch, batch_size=1)
+    n_layers = lora_model.config.encoder_layers
+    assert trace.meta["residual_error"] < 1e-4
+    assert trace["h_norm"].shape == (2, n_layers, 200)
+    assert trace["pooled_ln_all"].shape == (2, n_layers + 1, 384)
+    assert len(trace.lora_names) == 4 * n_layers
+    assert trace["lora.0.q_proj.A"].shape == (2, 200, 8) and trace["lora.3.out_proj.B_grad"].shape == (2, 200, 384)
+    assert trace["speech_mask"].sum(1).tolist() == batch[2].tolist()
+
+
+def test_logit_lens_at_the_last_layer_with_final_norm_is_the_model(lora_model, batch):
+    trace = trace_model(lora_model, *batch, with_gradients=False)
+    base = lora_model.get_base_model()
+    lens = lens_logits(trace["pooled_ln_all"], base.projector, base.classifier)
+    with torch.no_grad():
+        logits = lora_model(input_features=batch[0]).logits.numpy()
+    np.testing.assert_allclose(lens[:, -1], logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(trace["logits"], logits, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(lens[:, -1], lens_logits(trace["pooled_all"], base.projector, base.classifier)[:, -1])
+
+
+def test_captured_gradients_equal_plain_torch_hooks(lora_model, batch):
+    features, labels, n_speech = batch
+    trace = trace_model(lora_model, features, labels, n_speech, batch_size=2)
+    captured = {}
+    hooks = []
+    for name, module in lora_model.named_modules():
+        if name.endswith(("layers.2.self_attn.k_proj.lora_A.default", "layers.2.self_attn.k_proj.lora_B.default")):
+            key = "A" if "lora_A" in name else "B"
+
+            def hook(mod, args, out, key=key):
+                out.register_hook(lambda g: captured.__setitem__(key, g))
+            hooks.append(module.register_forward_hook(hook))
+    lora_model.eval()
+    x = features.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(lora_model(input_features=x).logits, labels, reduction="sum")
+    loss.backward()
+    for h in hooks:
+        h.remove()
+    lora_model.zero_grad(set_to_none=True)
+    np.testing.assert_allclose(trace["lora.2.k_proj.A_grad"], captured["A"].numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(trace["lora.2.k_proj.B_grad"], captured["B"].numpy(), rtol=1e-5, atol=1e-7)
+    assert np.abs(trace["lora.2.k_proj.A_grad"]).sum() > 0
+
+
+def test_peft_initialisation_makes_b_outputs_and_a_gradients_zero(tiny_en_dir, batch):
+    model = build_classifier(ModelSpec(max_seconds=4, lora=LoraSettings(rank=8)), seed=0)
+    redraw_lora(model, init="peft")
+    trace = trace_model(model, *batch)
+    assert np.all(trace["lora.1.v_proj.B"] == 0) and np.all(trace["lora.1.v_proj.A_grad"] == 0)
+    assert np.isnan(k_energy(singular_values(trace["lora.1.v_proj.B"].reshape(-1, 384))))
+    assert np.abs(trace["lora.1.v_proj.B_grad"]).sum() > 0
+
+
+def test_frozen_model_trace_and_round_trip(tiny_en_dir, batch, tmp_path):
+    model = load_whisper_classifier("tiny.en", max_seconds=4, seed=0)
+    trace = trace_model(model, *batch)
+    assert trace.lora_names == [] and not trace.meta["gradients"] and trace.meta["residual_error"] < 1e-4
+    again = Trace.load(trace.save(tmp_path / "t.safetensors"))
+    assert again.meta == trace.meta and all(np.array_equal(again[k], trace[k]) for k in trace.arrays)
+
+
+def test_lora_frames_keeps_evenly_spaced_positions(lora_model, batch):
+    trace = trace_model(lora_model, *batch, lora_frames=10)
+    assert trace["lora.0.v_proj.A"].shape == (2, 10, 8)
+    assert trace["lora_frames"][0] == 0 and trace["lora_frames"][-1] == 199
