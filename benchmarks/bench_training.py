@@ -15,6 +15,7 @@ import torch
 
 from helpers.config import make_config
 from helpers.models import EMOTIONS, ModelSpec, build_classifier, load_whisper_classifier, whisper_feature_extractor
+from helpers.reproducibility import write_benchmark
 from helpers.training import compute_features, encoder_outputs, fit_max_seconds, head_logits, load_corpus
 
 
@@ -66,13 +67,16 @@ def main() -> None:
     every_epoch_total = _head_epochs(model, lambda: encoder_outputs(model.encoder, features, device=cpu), labels,
                                      args.epochs, args.batch_size)
     n = len(labels)
-    print(f"tiny.en, {n} demo clips, max_seconds={max_seconds}, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} CPU threads")
-    print("| measure | value |\n|---|---|")
-    print(f"| LoRA (r=32, v_proj) training clips/s | {n / lora_seconds:.1f} |")
-    print(f"| frozen, encoder every epoch: clips/s over {args.epochs} epochs | {n * args.epochs / every_epoch_total:.1f} |")
-    print(f"| frozen, encoder cached once: clips/s over {args.epochs} epochs | {n * args.epochs / cached_total:.1f} |")
-    print(f"| frozen speed-up from caching (ratio) | {every_epoch_total / cached_total:.1f}x |")
+    table = "\n".join([
+        f"tiny.en, {n} demo clips, max_seconds={max_seconds}, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} CPU threads", "",
+        "| measure | value |", "|---|---|",
+        f"| LoRA (r=32, v_proj) training clips/s | {n / lora_seconds:.1f} |",
+        f"| frozen, encoder every epoch: clips/s over {args.epochs} epochs | {n * args.epochs / every_epoch_total:.1f} |",
+        f"| frozen, encoder cached once: clips/s over {args.epochs} epochs | {n * args.epochs / cached_total:.1f} |",
+        f"| frozen speed-up from caching (ratio) | {every_epoch_total / cached_total:.1f}x |"])
+    print(table)
+    write_benchmark("training", table)
 
 
 if __name__ == "__main__":

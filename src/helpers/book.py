@@ -1,12 +1,15 @@
 """Book driver: execute each chapter notebook with papermill into `book/executed/`, then build the HTML book.
 
-`python -m helpers.book --profile demo` is what `make book` runs. Chapters are the notebooks listed in `CHAPTERS`
-(source in `notebooks/`); the executed copies, not the sources, are what `_toc.yml` points at.
+`python -m helpers.book --profile demo` is what `make book` runs; `--chapter NAME` (repeatable) executes only those
+chapters before building. Sources stay in `notebooks/`; the executed copies are what `_toc.yml` points at. The
+parameters cells are hidden in the book (each chapter shows a run-settings box instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import time
@@ -15,24 +18,41 @@ from pathlib import Path
 __all__ = ["CHAPTERS", "execute_chapter", "build_book", "main"]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHAPTERS: tuple[str, ...] = ()  # notebook stems in reading order; filled as chapters land
+CHAPTERS: tuple[str, ...] = ("data", "finetuning", "layer_contributions", "logit_lens", "ranks", "svd", "cka",
+                             "scorecard", "reproducibility")
+HIDDEN_TAGS = {"parameters", "injected-parameters"}
+
+
+def _hide_parameter_cells(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if HIDDEN_TAGS & set(tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    nbformat.write(nb, path)
 
 
 def execute_chapter(name: str, *, profile: str, parameters: dict | None = None, root: Path = ROOT) -> Path:
-    """Run `notebooks/<name>.ipynb` with papermill; the executed copy goes to `book/executed/<name>.ipynb`."""
+    """Run `notebooks/<name>.ipynb` with papermill (static figures); the executed copy goes to `book/executed/`."""
     import papermill
 
     source = root / "notebooks" / f"{name}.ipynb"
+    if not source.is_file():
+        raise FileNotFoundError(f"no chapter {name!r}: {source} does not exist (chapters: {', '.join(CHAPTERS)})")
     target = root / "book" / "executed" / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(source), str(target), parameters={"profile": profile, **(parameters or {})},
-                               cwd=str(root), progress_bar=False)
+    papermill.execute_notebook(str(source), str(target), cwd=str(root), progress_bar=False,
+                               parameters={"profile": profile, "interactive": False, **(parameters or {})})
+    _hide_parameter_cells(target)
     return target
 
 
 def build_book(root: Path = ROOT) -> Path:
     """`jupyter-book build` with warnings as errors; returns the path of the HTML index."""
-    subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(root), "--warningiserror", "--keep-going"],
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jupyter_book), "build", str(root), "--warningiserror", "--keep-going", "--quiet"],
                    check=True)
     index = root / "_build" / "html" / "index.html"
     if not index.is_file():
@@ -44,11 +64,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.book", description=__doc__)
     parser.add_argument("--profile", default="demo", help="run profile passed to every chapter (default: demo)")
     parser.add_argument("--chapter", action="append", help="execute only this chapter (repeatable)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a papermill parameter for every chapter, e.g. -p model openai/whisper-small")
     args = parser.parse_args(argv)
+    parameters = {}
+    for name, value in args.parameter:
+        try:
+            parameters[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[name] = value
+    # progress bars would become dead widgets in the static book: the kernels inherit these settings
+    os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    timings_path = ROOT / "book" / "executed" / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     for name in args.chapter or CHAPTERS:
         start = time.perf_counter()
-        execute_chapter(name, profile=args.profile)
-        print(f"chapter {name}: {time.perf_counter() - start:.1f} s")
+        execute_chapter(name, profile=args.profile, parameters=parameters)
+        timings[name] = round(time.perf_counter() - start, 1)
+        print(f"chapter {name}: {timings[name]:.1f} s", flush=True)
+        timings_path.write_text(json.dumps(timings, indent=1))
+    missing = [c for c in CHAPTERS if not (ROOT / "book" / "executed" / f"{c}.ipynb").is_file()]
+    if missing:
+        raise SystemExit(f"chapters never executed: {missing}; run without --chapter once")
     start = time.perf_counter()
     index = build_book()
     print(f"book built in {time.perf_counter() - start:.1f} s: {index}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from tqdm.auto import tqdm
+from .progress import progress, tqdm
 
 from .corpora import read_manifest
 from .models import EMOTIONS, SAMPLE_RATE
@@ -135,7 +135,7 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
                                      pitch_range=r.pitch_range)) for r in plan.itertuples()]
         waves = synthesize_batch(requests, sample_rate=SAMPLE_RATE)  # one fresh process: repeatable output
         paths = []
-        for row, wave in tqdm(zip(plan.itertuples(), waves), total=len(plan), desc="demo corpus", unit="clip"):
+        for row, wave in progress(zip(plan.itertuples(), waves), total=len(plan), desc="demo corpus", unit="clip"):
             rel = Path("wav") / row.speaker / f"{row.utterance}.wav"
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             sf.write(tmp / rel, _finish(wave, row), SAMPLE_RATE, subtype="PCM_16")

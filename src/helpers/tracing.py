@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.numpy import load_file, save_file
-from tqdm.auto import tqdm
+from .progress import progress, tqdm
 
 from .models import EMOTIONS
 
@@ -172,7 +172,7 @@ def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: n
     out: dict[str, list] = {}
     residual_error = 0.0
     keep: np.ndarray | None = None
-    for start in tqdm(range(0, len(features), batch_size), desc="tracing", unit="batch", leave=False):
+    for start in progress(range(0, len(features), batch_size), desc="tracing", unit="batch", leave=False):
         x = features[start:start + batch_size]
         if gradients:  # a graph through every activation, whether or not the loaded weights are trainable
             x = x.clone().requires_grad_(True)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
+from .progress import progress, tqdm
 
 from . import __version__
 from .config import RunConfig, make_config
@@ -85,7 +85,7 @@ def compute_features(table: pd.DataFrame, extractor, *, cache_dir: str | Path | 
     if path.is_file():
         return load_file(path)["features"]
     chunks = []
-    for start in tqdm(range(0, len(table), 32), desc="features", unit="batch", leave=False):
+    for start in progress(range(0, len(table), 32), desc="features", unit="batch", leave=False):
         waves = [load_audio(p) for p in table["path"].iloc[start:start + 32]]
         chunks.append(extract_features(waves, extractor))
     features = torch.cat(chunks)
@@ -102,7 +102,7 @@ def encoder_outputs(encoder, features: torch.Tensor, *, device: torch.device, ba
     """Final encoder states (after its LayerNorm), (N, T, d), of a frozen encoder in eval mode."""
     encoder.eval().to(device)
     out = []
-    for start in tqdm(range(0, len(features), batch_size), desc="frozen encoder", unit="batch", leave=False):
+    for start in progress(range(0, len(features), batch_size), desc="frozen encoder", unit="batch", leave=False):
         with autocast(device, precision):
             out.append(encoder(features[start:start + batch_size].to(device)).last_hidden_state.float().cpu())
     return torch.cat(out)
@@ -118,11 +118,15 @@ def head_logits(projector, classifier, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def run_dir_for(config: RunConfig, fingerprint: str, *, cache_dir: str | Path | None = None) -> Path:
-    """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions."""
+    """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions.
+
+    `max_folds` is left out: folds are independent, so runs that differ only in how many folds they train share
+    one directory and reuse each other's finished folds.
+    """
     import peft
     import transformers
 
-    defining = {k: v for k, v in asdict(config).items() if k not in ("profile", "allow_download")}
+    defining = {k: v for k, v in asdict(config).items() if k not in ("profile", "allow_download", "max_folds")}
     versions = dict(helpers=__version__, torch=torch.__version__, transformers=transformers.__version__,
                     peft=peft.__version__)
     key = _fingerprint([defining, fingerprint, pick_device(config.device).type, versions])
@@ -207,7 +211,7 @@ def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, 
         torch.set_rng_state(state["torch_rng"])
         history, start_epoch, train_seconds = json.loads(state["history"]), int(state["epoch"]), float(state["seconds"])
         best = json.loads(state["best"])
-    for epoch in tqdm(range(start_epoch, config.epochs), desc=f"{fold.name} epochs", leave=False,
+    for epoch in progress(range(start_epoch, config.epochs), desc=f"{fold.name} epochs", leave=False,
                       initial=start_epoch, total=config.epochs):
         trainer.trainable.train()
         start = time.perf_counter()
@@ -307,7 +311,7 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
     labels = torch.tensor([EMOTIONS.index(label) for label in table["label"]])
     inputs = frozen_out = None
     results = []
-    for i, fold in enumerate(tqdm(folds, desc=f"{config.mode} folds", unit="fold")):
+    for i, fold in enumerate(progress(folds, desc=f"{config.mode} folds", unit="fold")):
         fold_dir = run_dir / fold.name
         result_path = fold_dir / "result.json"
         if result_path.is_file():

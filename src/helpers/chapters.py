@@ -1,0 +1,101 @@
+"""What the chapter notebooks call: cached runs and traces per profile, the run-settings box, and explorers
+that are widgets in Jupyter and static figures in the book."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+from .fold_analysis import AnalysisSettings, fold_traces, rank_runs
+from .training import RunResults, run_cross_validation
+
+__all__ = ["ANALYSIS_DEFAULTS", "PROTOCOL_FOLDS", "parse_ranks", "main_runs", "protocol_runs", "analysis_settings",
+           "main_traces", "rank_traces", "show_settings", "show", "explore"]
+
+# analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
+ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
+                     "paper": AnalysisSettings(split="validation", per_class=25, lora_frames=50)}
+# folds per protocol in the protocol comparison (0 = all); the demo limits them to stay within its time budget
+PROTOCOL_FOLDS = {"smoke": 2, "demo": 2, "paper": 0}
+
+
+def parse_ranks(ranks) -> tuple[int, ...]:
+    """'8,32,64' or [8, 32, 64] -> (8, 32, 64)."""
+    values = [int(r) for r in (ranks.split(",") if isinstance(ranks, str) else ranks)]
+    if not values or any(r < 1 for r in values):
+        raise ValueError(f"ranks={ranks!r}: give positive integers such as '8,32,64'")
+    return tuple(values)
+
+
+def _clean(overrides: dict) -> dict:
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def main_runs(profile: str, **overrides) -> dict[str, RunResults]:
+    """The LoRA and frozen runs of a profile (trained once, then read from the cache)."""
+    overrides = _clean(overrides)
+    return {mode: run_cross_validation(profile, **{**overrides, "mode": mode}) for mode in ("lora", "frozen")}
+
+
+def protocol_runs(profile: str, protocols=("dialog", "speaker", "session"), **overrides) -> list[RunResults]:
+    """LoRA and frozen runs under each protocol, with the profile's fold limit for the comparison."""
+    overrides = _clean(overrides)
+    out = []
+    for protocol in protocols:
+        limit = {"max_folds": PROTOCOL_FOLDS.get(profile, 0)} if protocol != overrides.get("protocol") else {}
+        for mode in ("lora", "frozen"):
+            out.append(run_cross_validation(profile, **{**overrides, **limit, "protocol": protocol, "mode": mode}))
+    return out
+
+
+def analysis_settings(profile: str, **overrides) -> AnalysisSettings:
+    """The profile's analysis-set settings with overrides (None values ignored)."""
+    return replace(ANALYSIS_DEFAULTS.get(profile, AnalysisSettings()), **_clean(overrides))
+
+
+def main_traces(profile: str, *, fold: int = 0, analysis: AnalysisSettings | None = None, **overrides) -> dict:
+    """Traces of the trained LoRA, frozen and untrained models on the analysis set of fold `fold`."""
+    runs = main_runs(profile, **overrides)
+    return fold_traces(runs["lora"], runs["frozen"], fold_index=fold,
+                       settings=analysis or analysis_settings(profile))
+
+
+def rank_traces(profile: str, ranks, *, fold: int = 0, analysis: AnalysisSettings | None = None,
+                **overrides) -> dict:
+    """LoRA traces of one fold at each rank (runs limited to the folds needed)."""
+    overrides = _clean(overrides)
+    overrides.setdefault("max_folds", fold + 1)  # only this fold is analysed
+    runs = rank_runs(profile, parse_ranks(ranks), **overrides)
+    settings = analysis or analysis_settings(profile)
+    return {r: fold_traces(run, None, fold_index=fold, settings=settings, kinds=("lora",))["lora"]
+            for r, run in runs.items()}
+
+
+def show_settings(**values) -> None:
+    """Display the run settings of a chapter as a small table (the injected parameters cell itself is hidden)."""
+    from IPython.display import Markdown, display
+
+    rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in values.items())
+    display(Markdown(f"**Run settings**\n\n| setting | value |\n|---|---|\n{rows}"))
+
+
+def show(fig) -> None:
+    """Display a matplotlib Figure as one PNG output (whatever the kernel's backend), then release it."""
+    import io
+
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    display(Image(buffer.getvalue()))
+
+
+def explore(plot: Callable, *, interactive: bool, **controls) -> None:
+    """In Jupyter (`interactive=True`), widgets over `controls` redraw `plot(**values)`; in the book, the figure for
+    the first value of each control, so the static page has a figure and no dead widget."""
+    if interactive:
+        import ipywidgets
+
+        ipywidgets.interact(lambda **values: show(plot(**values)), **controls)
+        return
+    show(plot(**{k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in controls.items()}))

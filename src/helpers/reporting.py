@@ -1,0 +1,42 @@
+"""Result tables read from run files: Table 1 (ours beside the paper's) and the protocol comparison."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from .paper_reference import table1_frame
+from .training import RunResults
+
+__all__ = ["model_size", "summary_row", "results_table", "table1_comparison"]
+
+
+def model_size(model: str) -> str:
+    """The Whisper size name of a model id: 'tiny.en' -> 'tiny', 'openai/whisper-large-v2' -> 'large-v2'."""
+    name = str(model).rstrip("/").split("/")[-1].removeprefix("whisper-")
+    return re.sub(r"\.en$", "", name)
+
+
+def summary_row(run: RunResults) -> dict:
+    """One line per run: model, mode, protocol, folds, mean/std of UAR, WAR, macro-F1, the UAR interval."""
+    s = run.summary.set_index("metric")
+    return dict(model=run.config.model, size=model_size(run.config.model), mode=run.config.mode,
+                protocol=run.config.protocol, targets=",".join(run.config.target_modules), rank=run.config.rank,
+                n_folds=int(s.loc["uar", "n"]),
+                uar_mean=s.loc["uar", "mean"], uar_std=s.loc["uar", "std"], war_mean=s.loc["war", "mean"],
+                war_std=s.loc["war", "std"], f1_mean=s.loc["macro_f1", "mean"], f1_std=s.loc["macro_f1", "std"],
+                uar_ci_low=s.loc["uar", "ci_low"], uar_ci_high=s.loc["uar", "ci_high"],
+                chosen_epochs=",".join(str(e) for e in run.folds["chosen_epoch"]), run=run.run_dir.name)
+
+
+def results_table(runs) -> pd.DataFrame:
+    """`summary_row` for each run."""
+    return pd.DataFrame([summary_row(r) for r in runs])
+
+
+def table1_comparison(ours: pd.DataFrame) -> pd.DataFrame:
+    """Our UAR/WAR (mean +/- std) beside the paper's for the same size and mode (NaN where the paper has none)."""
+    paper = table1_frame().rename(columns={"model": "size", "uar": "paper_uar", "uar_std": "paper_uar_std",
+                                           "war": "paper_war", "war_std": "paper_war_std"})
+    return ours.merge(paper, on=["size", "mode"], how="left")
