@@ -4,6 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROFILE ?= demo
+DATA    ?=
+MODEL   ?=
+BOOK_ARGS := --profile $(PROFILE) $(if $(DATA),-p data $(DATA)) $(if $(MODEL),-p model $(MODEL))
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
@@ -24,11 +27,12 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 book: $(STAMP)
-	$(PY) -m helpers.book --profile $(PROFILE)
+	$(PY) -m helpers.book $(BOOK_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_demo_corpus.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_official_recipe.py
 
 clean-book:
 	rm -rf _build

@@ -10,7 +10,7 @@ from .fold_analysis import AnalysisSettings, fold_traces, rank_runs
 from .training import RunResults, run_cross_validation
 
 __all__ = ["ANALYSIS_DEFAULTS", "PROTOCOL_FOLDS", "parse_ranks", "main_runs", "protocol_runs", "analysis_settings",
-           "main_traces", "rank_traces", "show_settings", "show", "explore"]
+           "main_traces", "rank_traces", "show_settings", "show", "show_table", "explore"]
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
@@ -77,6 +77,13 @@ def show_settings(**values) -> None:
 
     rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in values.items())
     display(Markdown(f"**Run settings**\n\n| setting | value |\n|---|---|\n{rows}"))
+
+
+def show_table(table, *, digits: int = 3) -> None:
+    """Display a table in full (pandas would cut long text cells), numbers rounded to `digits`."""
+    from IPython.display import HTML, display
+
+    display(HTML(table.round(digits).to_html(index=False, escape=True)))
 
 
 def show(fig) -> None:

@@ -32,6 +32,7 @@ __all__ = ["AnalysisSettings", "fold_traces", "contribution_tables", "logit_lens
            "rank_separability", "svd_tables", "cka_tables"]
 
 Split = Literal["validation", "test", "heldout", "train"]
+TRACE_FORMAT = 2  # bump when what a trace holds changes, so cached traces of an older format are not reused
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ class AnalysisSettings:
     untrained_dropout: bool = True   # the official untrained baseline ran with LoRA dropout on
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        payload = json.dumps({**asdict(self), "format": TRACE_FORMAT}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def _analysis_table(run: RunResults, fold_index: int, settings: AnalysisSettings,
@@ -63,11 +65,18 @@ def _analysis_table(run: RunResults, fold_index: int, settings: AnalysisSettings
 
 
 def _add_lens(trace: Trace, model) -> Trace:
+    """Logit-lens logits `lens.<frames>.<raw|ln>` (N, L+1, C): the trained head on each pooled hidden state.
+
+    The last index is always the model's own output (final LayerNorm, all frames pooled), the "final prediction"
+    pi_L every layer is compared with, as in the official code, whose last hidden state carries the LayerNorm.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper or plain model
     for frames in ("all", "speech"):
         for norm in ("raw", "ln"):
             pooled = trace[f"pooled_{'ln_' if norm == 'ln' else ''}{frames}"]
-            trace.arrays[f"lens.{frames}.{norm}"] = lens_logits(pooled, base.projector, base.classifier)
+            lens = lens_logits(pooled, base.projector, base.classifier)
+            lens[:, -1] = trace["logits"]
+            trace.arrays[f"lens.{frames}.{norm}"] = lens
     return trace
 
 

@@ -301,7 +301,11 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
     folds = make_folds(table, config.protocol)
     folds = folds[:config.max_folds] if config.max_folds else folds
     save_folds(folds, run_dir / "folds.json")
+    truncated = int((table["duration"] > max_seconds).sum())
+    if truncated:
+        tqdm.write(f"max_seconds={max_seconds}: {truncated} of {len(table)} clips are longer and are cut at that length")
     _atomic_json(run_dir / "run.json", dict(data_fingerprint=fingerprint, max_seconds=max_seconds,
+                                            clips_cut_at_max_seconds=truncated,
                                             device=str(device), n_utterances=len(table),
                                             validation=table.attrs.get("validation"),
                                             platform=platform.platform(), python=platform.python_version()))
