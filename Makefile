@@ -29,6 +29,7 @@ test: $(STAMP)
 book: $(STAMP)
 	$(PY) -m helpers.book $(BOOK_ARGS)
 
+bench: export TQDM_DISABLE := 1
 bench: $(STAMP)
 	$(PY) benchmarks/bench_demo_corpus.py
 	$(PY) benchmarks/bench_training.py
