@@ -56,6 +56,9 @@ def test_each_page_holds_its_figures_and_tables(built_book, chapter):
     assert "<table" in html
     assert "Traceback" not in html
     assert "Run settings" in html
+    assert f'href="../../source-notebooks/{chapter}.ipynb"' in html
+    assert (copy / "_build" / "html" / "source-notebooks" / f"{chapter}.ipynb").is_file()
+    assert f"_sources/book/executed/{chapter}.ipynb" in html  # the download of the executed notebook
 
 
 def test_scorecard_lists_every_claim_with_a_verdict(built_book):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +24,8 @@ CHAPTERS: tuple[str, ...] = ("data", "finetuning", "layer_contributions", "logit
 HIDDEN_TAGS = {"parameters", "injected-parameters"}
 
 
-def _hide_parameter_cells(path: Path) -> None:
+def _prepare_for_book(path: Path, name: str) -> None:
+    """Hide the parameters cells and link the page to its source notebook (copied beside the HTML by the build)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -31,6 +33,10 @@ def _hide_parameter_cells(path: Path) -> None:
         tags = cell.metadata.get("tags", [])
         if HIDDEN_TAGS & set(tags) and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
+    link = nbformat.v4.new_markdown_cell(
+        f'<p class="source-link">Source notebook: <a href="../../source-notebooks/{name}.ipynb">notebooks/{name}.ipynb</a>; '
+        "this page is its executed copy (download it with the button at the top).</p>")
+    nb.cells.insert(1, link)
     nbformat.write(nb, path)
 
 
@@ -45,12 +51,19 @@ def execute_chapter(name: str, *, profile: str, parameters: dict | None = None, 
     target.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(target), cwd=str(root), progress_bar=False,
                                parameters={"profile": profile, "interactive": False, **(parameters or {})})
-    _hide_parameter_cells(target)
+    _prepare_for_book(target, name)
     return target
 
 
 def build_book(root: Path = ROOT) -> Path:
-    """`jupyter-book build` with warnings as errors; returns the path of the HTML index."""
+    """`jupyter-book build` with warnings as errors; returns the path of the HTML index.
+
+    The source notebooks are copied to `book/extra/source-notebooks/`, which the build publishes beside the pages.
+    """
+    extra = root / "book" / "extra" / "source-notebooks"
+    extra.mkdir(parents=True, exist_ok=True)
+    for name in CHAPTERS:
+        shutil.copy2(root / "notebooks" / f"{name}.ipynb", extra / f"{name}.ipynb")
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     subprocess.run([str(jupyter_book), "build", str(root), "--warningiserror", "--keep-going", "--quiet"],
                    check=True)

@@ -30,7 +30,8 @@ from .corpora import load_audio, read_iemocap, read_manifest, validate_corpus
 from .demo_corpus import DemoCorpusSettings, load_demo_corpus
 from .device import autocast, pick_device, resolve_precision
 from .metrics import classification_scores, summarize_folds
-from .models import EMOTIONS, ModelSpec, build_classifier, extract_features, save_classifier, whisper_feature_extractor
+from .models import (EMOTIONS, ModelSpec, build_classifier, extract_features, load_whisper_classifier, save_classifier,
+                     whisper_feature_extractor)
 from .paths import cache_root
 from .protocols import Fold, make_folds, save_folds
 
@@ -322,8 +323,6 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
             results.append(json.loads(result_path.read_text()))
             continue
         if inputs is None:
-            from .models import load_whisper_classifier
-
             probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download)
             inputs = compute_features(table, whisper_feature_extractor(probe.config, max_seconds), cache_dir=cache_dir)
             if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
