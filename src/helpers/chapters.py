@@ -39,10 +39,13 @@ def main_runs(profile: str, **overrides) -> dict[str, RunResults]:
 
 def protocol_runs(profile: str, protocols=("dialog", "speaker", "session"), **overrides) -> list[RunResults]:
     """LoRA and frozen runs under each protocol, with the profile's fold limit for the comparison."""
+    from .config import make_config
+
     overrides = _clean(overrides)
+    main_protocol = make_config(profile, **overrides).protocol  # keeps all the folds of the main runs
     out = []
     for protocol in protocols:
-        limit = {"max_folds": PROTOCOL_FOLDS.get(profile, 0)} if protocol != overrides.get("protocol") else {}
+        limit = {"max_folds": PROTOCOL_FOLDS.get(profile, 0)} if protocol != main_protocol else {}
         for mode in ("lora", "frozen"):
             out.append(run_cross_validation(profile, **{**overrides, **limit, "protocol": protocol, "mode": mode}))
     return out
@@ -73,17 +76,20 @@ def rank_traces(profile: str, ranks, *, fold: int = 0, analysis: AnalysisSetting
 
 def show_settings(**values) -> None:
     """Display the run settings of a chapter as a small table (the injected parameters cell itself is hidden)."""
-    from IPython.display import Markdown, display
+    import html
 
-    rows = "\n".join(f"| `{k}` | `{v!r}` |" for k, v in values.items())
-    display(Markdown(f"**Run settings**\n\n| setting | value |\n|---|---|\n{rows}"))
+    from IPython.display import HTML, display
+
+    rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(repr(v))}</code></td></tr>"
+                   for k, v in values.items())
+    display(HTML(f"<p><strong>Run settings</strong></p><table><tr><th>setting</th><th>value</th></tr>{rows}</table>"))
 
 
 def show_table(table, *, digits: int = 3) -> None:
     """Display a table in full (pandas would cut long text cells), numbers rounded to `digits`."""
     from IPython.display import HTML, display
 
-    display(HTML(table.round(digits).to_html(index=False, escape=True)))
+    display(HTML(table.round(digits).to_html(index=table.index.name is not None, escape=True)))
 
 
 def show(fig) -> None:

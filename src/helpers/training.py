@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
-from .progress import progress, tqdm
+from .progress import progress
 
 from . import __version__
 from .config import RunConfig, make_config
@@ -39,6 +40,7 @@ __all__ = ["RunResults", "load_corpus", "fit_max_seconds", "compute_features", "
            "run_cross_validation", "run_dir_for"]
 
 METRICS = ("uar", "war", "macro_f1")
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -304,7 +306,8 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
     save_folds(folds, run_dir / "folds.json")
     truncated = int((table["duration"] > max_seconds).sum())
     if truncated:
-        tqdm.write(f"max_seconds={max_seconds}: {truncated} of {len(table)} clips are longer and are cut at that length")
+        logger.info("max_seconds=%d: %d of %d clips are longer and are cut at that length", max_seconds, truncated,
+                    len(table))
     _atomic_json(run_dir / "run.json", dict(data_fingerprint=fingerprint, max_seconds=max_seconds,
                                             clips_cut_at_max_seconds=truncated,
                                             device=str(device), n_utterances=len(table),
@@ -332,9 +335,8 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
         result = _train_fold(config, fold, i, fold_dir, spec, index_of, labels, inputs, frozen_out, device)
         _atomic_json(result_path, result)
         shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
-        tqdm.write(f"{fold.name}: UAR {result['test_uar']:.3f} WAR {result['test_war']:.3f} "
-                   f"F1 {result['test_macro_f1']:.3f} (epoch {result['chosen_epoch']}, "
-                   f"{result['examples_per_second']:.1f} clips/s)")
+        logger.info("%s: UAR %.3f WAR %.3f F1 %.3f (epoch %d, %.1f clips/s)", fold.name, result["test_uar"],
+                    result["test_war"], result["test_macro_f1"], result["chosen_epoch"], result["examples_per_second"])
         results.append(result)
     rows = pd.DataFrame([{k: v for k, v in r.items() if k not in ("history", "test_confusion")} for r in results])
     rows.to_csv(run_dir / "folds.csv", index=False)
