@@ -97,3 +97,11 @@ def test_lora_frames_keeps_evenly_spaced_positions(lora_model, batch):
     trace = trace_model(lora_model, *batch, lora_frames=10)
     assert trace["lora.0.v_proj.A"].shape == (2, 10, 8)
     assert trace["lora_frames"][0] == 0 and trace["lora_frames"][-1] == 199
+
+
+def test_dropout_traces_are_repeatable_from_the_seed(lora_model, batch):
+    first = trace_model(lora_model, *batch, dropout_active=True, seed=3)
+    again = trace_model(lora_model, *batch, dropout_active=True, seed=3)
+    other = trace_model(lora_model, *batch, dropout_active=True, seed=4)
+    assert np.array_equal(first["lora.1.v_proj.A"], again["lora.1.v_proj.A"])
+    assert not np.array_equal(first["lora.1.v_proj.A"], other["lora.1.v_proj.A"])

@@ -32,7 +32,7 @@ __all__ = ["AnalysisSettings", "fold_traces", "contribution_tables", "logit_lens
            "rank_separability", "svd_tables", "cka_tables"]
 
 Split = Literal["validation", "test", "heldout", "train"]
-TRACE_FORMAT = 2  # bump when what a trace holds changes, so cached traces of an older format are not reused
+TRACE_FORMAT = 3  # bump when what a trace holds changes, so cached traces of an older format are not reused
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
             dropout = settings.untrained_dropout and kind == "untrained-official"
         n_speech = speech_frames(table["duration"], features.shape[-1] // 2)
         trace = trace_model(model, features, labels, n_speech, batch_size=settings.batch_size,
-                            lora_frames=settings.lora_frames, dropout_active=dropout)
+                            lora_frames=settings.lora_frames, dropout_active=dropout, seed=settings.seed)
         trace.meta.update(kind=kind, fold=fold_name, settings=asdict(settings), run=str(run.run_dir),
                           max_seconds=run_info["max_seconds"])
         _add_lens(trace, model).save(path)

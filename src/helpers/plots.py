@@ -110,8 +110,8 @@ def spectra_figure(spectra: pd.DataFrame, summary: pd.DataFrame, *, layer: int |
     kinds = ("A", "A_grad", "B", "B_grad")
     titles = {"A": "(a) LoRA_A activations", "A_grad": "(b) LoRA_A gradients", "B": "(c) LoRA_B activations",
               "B_grad": "(d) LoRA_B gradients"}
-    fig, axes = _subplots(1, 4, figsize=(14, 3.4))
-    for ax, kind in zip(axes, kinds):
+    fig, axes = _subplots(2, 2, figsize=(10, 6.4))
+    for ax, kind in zip(axes.ravel(), kinds):
         part = spectra[spectra["kind"] == kind]
         if layer is not None:
             part = part[part["layer"] == layer]

@@ -17,7 +17,8 @@ from sklearn.preprocessing import StandardScaler
 
 from .metrics import uar
 
-__all__ = ["standardize", "tsne_2d", "silhouette_by_class", "knn_uar", "separability_table"]
+__all__ = ["standardize", "tsne_2d", "evenly_spaced", "tsne_maps", "silhouette_by_class", "knn_uar",
+           "separability_table"]
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -29,6 +30,16 @@ def tsne_2d(x: np.ndarray, *, perplexity: float = 30.0, seed: int = 0) -> np.nda
     """2-D t-SNE of standardised x (N, d); perplexity is capped below N as t-SNE requires. (N, 2)"""
     perplexity = min(perplexity, max(2.0, (len(x) - 1) / 3))
     return TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca").fit_transform(standardize(x))
+
+
+def evenly_spaced(n: int, k: int = 5) -> list[int]:
+    """Up to k evenly spaced indices of range(n), first and last included (large-v2's 33 states -> 0, 8, 16, 24, 32)."""
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(k, n))})
+
+
+def tsne_maps(pooled_by_rank: dict, layers, *, seed: int = 0) -> dict:
+    """t-SNE maps {(rank, layer): (N, 2)} of pooled states {rank: (N, L+1, d)} at the given layer indices."""
+    return {(r, l): tsne_2d(pooled[:, l], seed=seed) for r, pooled in pooled_by_rank.items() for l in layers}
 
 
 def silhouette_by_class(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -152,14 +152,23 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: np.ndarray, *, batch_size: int = 8,
                 lora_frames: int = 0, dropout_active: bool = False, with_gradients: bool = True,
-                tolerance: float = 1e-3) -> Trace:
+                tolerance: float = 1e-3, seed: int = 0) -> Trace:
     """Trace `model` (a Whisper classifier, LoRA-wrapped or not) over `features` (N, n_mels, frames).
 
     `labels` (N,) feed the cross-entropy whose gradients are captured (summed over the batch, so a clip's gradient
     does not depend on batching). `n_speech` (N,) is the number of speech positions per clip. `lora_frames` > 0
     keeps that many evenly spaced positions of the LoRA matrices per clip (large models), 0 keeps all.
-    `dropout_active` runs LoRA dropout as in training (the official untrained baseline did).
+    `dropout_active` runs LoRA dropout as in training (the official untrained baseline did), its masks drawn from
+    `seed` so the trace is repeatable.
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _trace(model, features, labels, n_speech, batch_size=batch_size, lora_frames=lora_frames,
+                      dropout_active=dropout_active, with_gradients=with_gradients, tolerance=tolerance)
+
+
+def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropout_active, with_gradients,
+           tolerance) -> Trace:
     from nnsight import NNsight
 
     model.train(dropout_active)  # Whisper's own dropouts are 0 by default, so this switches LoRA dropout only
