@@ -41,6 +41,7 @@ def test_every_chapter_executes_without_error_or_widget(built_book):
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
         assert not [o for o in outputs if o.output_type == "error"], name
         assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})], name
+        assert not [o.text for o in outputs if o.get("name") == "stderr"], name  # no warnings on the pages
         hidden = [c for c in nb.cells if {"parameters", "injected-parameters"} & set(c.metadata.get("tags", []))]
         assert hidden and all("remove-cell" in c.metadata["tags"] for c in hidden), name
 

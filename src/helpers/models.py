@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -349,7 +350,9 @@ def attach_lora(model, settings: LoraSettings = LoraSettings()):
     config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=list(settings.target_modules), modules_to_save=["projector", "classifier"],
                         bias="none")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft 0.21 calls a transformers method deprecated in 5.x: not ours to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 @dataclass(frozen=True)
@@ -409,7 +412,9 @@ def load_classifier(directory: str | Path, *, allow_download: bool = False, cach
     base = load_whisper_classifier(spec.source, labels=spec.labels, max_seconds=spec.max_seconds,
                                    allow_download=allow_download, cache_dir=cache_dir)
     if spec.lora is not None:
-        return PeftModel.from_pretrained(base, directory), spec
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return PeftModel.from_pretrained(base, directory), spec
     head = load_file(directory / "head.safetensors")
     for name in ("projector", "classifier"):
         getattr(base, name).load_state_dict({k.split(".", 1)[1]: v for k, v in head.items() if k.startswith(name + ".")})
