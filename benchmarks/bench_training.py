@@ -16,7 +16,7 @@ import torch
 from helpers.config import make_config
 from helpers.models import EMOTIONS, ModelSpec, build_classifier, load_whisper_classifier, whisper_feature_extractor
 from helpers.reproducibility import write_benchmark
-from helpers.training import compute_features, encoder_outputs, fit_max_seconds, head_logits, load_corpus
+from helpers.training import compute_features, fit_max_seconds, head_logits, load_corpus, pooled_encoder_outputs
 
 
 def _head_epochs(model, hidden_for_epoch, labels, epochs: int, batch_size: int) -> float:
@@ -61,10 +61,10 @@ def main() -> None:
     lora_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    cached = encoder_outputs(model.encoder, features, device=cpu)
+    cached = pooled_encoder_outputs(model.encoder, features, device=cpu)
     cache_seconds = time.perf_counter() - start
     cached_total = cache_seconds + _head_epochs(model, lambda: cached, labels, args.epochs, args.batch_size)
-    every_epoch_total = _head_epochs(model, lambda: encoder_outputs(model.encoder, features, device=cpu), labels,
+    every_epoch_total = _head_epochs(model, lambda: pooled_encoder_outputs(model.encoder, features, device=cpu), labels,
                                      args.epochs, args.batch_size)
     n = len(labels)
     table = "\n".join([

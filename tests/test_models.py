@@ -218,3 +218,13 @@ def test_local_folder_without_config_is_refused(tmp_path):
 def test_local_hf_folder_loads(tiny_en_dir):
     model = load_whisper_classifier(tiny_en_dir, labels=("a", "b"))
     assert model.config.num_labels == 2 and model.config.id2label == {0: "a", 1: "b"}
+
+
+def test_seed_fixes_head_and_lora_whatever_ran_before(tiny_en_dir):
+    torch.manual_seed(1)
+    first = build_classifier(ModelSpec(max_seconds=4), seed=42)
+    torch.manual_seed(2)
+    torch.randn(100)
+    second = build_classifier(ModelSpec(max_seconds=4), seed=42)
+    for (name, p), (_, q) in zip(first.named_parameters(), second.named_parameters()):
+        assert torch.equal(p, q), name

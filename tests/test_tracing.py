@@ -46,7 +46,7 @@ def test_logit_lens_at_the_last_layer_with_final_norm_is_the_model(lora_model, b
     base = lora_model.get_base_model()
     lens = lens_logits(trace["pooled_ln_all"], base.projector, base.classifier)
     with torch.no_grad():
-        logits = lora_model(input_features=batch[0]).logits.numpy()
+        logits = lora_model.eval()(input_features=batch[0]).logits.numpy()
     np.testing.assert_allclose(lens[:, -1], logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(trace["logits"], logits, rtol=1e-5, atol=1e-6)
     assert not np.allclose(lens[:, -1], lens_logits(trace["pooled_all"], base.projector, base.classifier)[:, -1])
@@ -91,6 +91,15 @@ def test_frozen_model_trace_and_round_trip(tiny_en_dir, batch, tmp_path):
     assert trace.lora_names == [] and not trace.meta["gradients"] and trace.meta["residual_error"] < 1e-4
     again = Trace.load(trace.save(tmp_path / "t.safetensors"))
     assert again.meta == trace.meta and all(np.array_equal(again[k], trace[k]) for k in trace.arrays)
+
+
+def test_tracing_leaves_the_model_in_the_mode_it_found(lora_model, batch):
+    lora_model.train()
+    trace_model(lora_model, *batch, with_gradients=False)
+    assert lora_model.training
+    lora_model.eval()
+    trace_model(lora_model, *batch, with_gradients=False, dropout_active=True)
+    assert not lora_model.training
 
 
 def test_lora_frames_keeps_evenly_spaced_positions(lora_model, batch):

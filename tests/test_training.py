@@ -16,7 +16,7 @@ import torch
 from helpers import training
 from helpers.config import make_config
 from helpers.models import extract_features, load_whisper_classifier, whisper_feature_extractor
-from helpers.training import RunResults, encoder_outputs, head_logits, load_corpus, run_cross_validation
+from helpers.training import RunResults, head_logits, load_corpus, pooled_encoder_outputs, run_cross_validation
 
 pytestmark = pytest.mark.integration
 METRIC_COLUMNS = ["fold", "chosen_epoch", "test_uar", "test_war", "test_macro_f1"]
@@ -25,7 +25,7 @@ METRIC_COLUMNS = ["fold", "chosen_epoch", "test_uar", "test_war", "test_macro_f1
 def test_frozen_head_on_cached_encoder_outputs_equals_the_end_to_end_model(tiny_en_dir, spoken):
     model = load_whisper_classifier("tiny.en", max_seconds=4, seed=0).eval()
     features = extract_features(spoken[1], whisper_feature_extractor(model.config, 4))
-    cached = encoder_outputs(model.encoder, features, device=torch.device("cpu"), batch_size=1)
+    cached = pooled_encoder_outputs(model.encoder, features, device=torch.device("cpu"), batch_size=1)
     with torch.no_grad():
         end_to_end = model(input_features=features).logits
         from_cache = head_logits(model.projector, model.classifier, cached)
@@ -94,3 +94,11 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_metrics(smoke_lora, tmp_path
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     resumed = pd.read_csv(run_dir / "folds.csv")
     pd.testing.assert_frame_equal(resumed[METRIC_COLUMNS], smoke_lora.folds[METRIC_COLUMNS])
+
+
+def test_a_fold_trained_after_skipped_folds_matches_a_straight_run(smoke_lora, tmp_path):
+    run_cross_validation("smoke", cache_dir=tmp_path, epochs=2, max_folds=1)
+    later = run_cross_validation("smoke", cache_dir=tmp_path, epochs=2)  # fold 1 skipped, fold 2 trained
+    pd.testing.assert_frame_equal(later.folds[METRIC_COLUMNS], smoke_lora.folds[METRIC_COLUMNS])
+    on_disk = pd.read_csv(later.run_dir / "folds.csv")
+    assert list(on_disk["fold"]) == list(smoke_lora.folds["fold"])

@@ -98,7 +98,9 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
         run = frozen_run if kind == "frozen" else lora_run
         if run is None:
             continue
-        path = run.run_dir / fold_name / "traces" / f"{kind}-{settings.key()}.safetensors"
+        # keyed by the settings and by the fold's result, so a retrained fold never meets an older trace
+        result = hashlib.sha256((run.run_dir / fold_name / "result.json").read_bytes()).hexdigest()[:8]
+        path = run.run_dir / fold_name / "traces" / f"{kind}-{settings.key()}-{result}.safetensors"
         if path.is_file():
             out[kind] = Trace.load(path)
             continue

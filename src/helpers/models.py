@@ -377,10 +377,16 @@ class ModelSpec:
 
 def build_classifier(spec: ModelSpec, *, allow_download: bool = False, cache_dir: str | Path | None = None,
                      seed: int | None = None):
-    """The classifier `spec` describes: pretrained encoder, fresh head, LoRA attached if `spec.lora` is set."""
+    """The classifier `spec` describes: pretrained encoder, fresh head, LoRA attached if `spec.lora` is set.
+
+    `seed` fixes both random initialisations, the head's and LoRA A's, whatever ran before in the process.
+    """
     model = load_whisper_classifier(spec.source, labels=spec.labels, max_seconds=spec.max_seconds,
                                     allow_download=allow_download, cache_dir=cache_dir, seed=seed)
-    return attach_lora(model, spec.lora) if spec.lora is not None else model
+    if spec.lora is None:
+        return model
+    with _seeded(None if seed is None else seed + 1):
+        return attach_lora(model, spec.lora)
 
 
 def save_classifier(model, spec: ModelSpec, directory: str | Path) -> Path:

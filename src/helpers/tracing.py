@@ -161,10 +161,14 @@ def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: n
     `dropout_active` runs LoRA dropout as in training (the official untrained baseline did), its masks drawn from
     `seed` so the trace is repeatable.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return _trace(model, features, labels, n_speech, batch_size=batch_size, lora_frames=lora_frames,
-                      dropout_active=dropout_active, with_gradients=with_gradients, tolerance=tolerance)
+    was_training = model.training
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _trace(model, features, labels, n_speech, batch_size=batch_size, lora_frames=lora_frames,
+                          dropout_active=dropout_active, with_gradients=with_gradients, tolerance=tolerance)
+    finally:
+        model.train(was_training)
 
 
 def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropout_active, with_gradients,
