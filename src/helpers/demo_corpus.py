@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from .progress import progress, tqdm
+from .progress import progress
 
 from .corpora import read_manifest
 from .models import EMOTIONS, SAMPLE_RATE

@@ -12,7 +12,6 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -31,7 +30,6 @@ from .training import RunResults, compute_features, load_corpus, run_cross_valid
 __all__ = ["AnalysisSettings", "fold_traces", "contribution_tables", "logit_lens_tables", "rank_runs",
            "rank_separability", "svd_tables", "cka_tables"]
 
-Split = Literal["validation", "test", "heldout", "train"]
 TRACE_FORMAT = 3  # bump when what a trace holds changes, so cached traces of an older format are not reused
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.numpy import load_file, save_file
-from .progress import progress, tqdm
+from .progress import progress
 
 from .models import EMOTIONS
 
