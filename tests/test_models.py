@@ -228,3 +228,16 @@ def test_seed_fixes_head_and_lora_whatever_ran_before(tiny_en_dir):
     second = build_classifier(ModelSpec(max_seconds=4), seed=42)
     for (name, p), (_, q) in zip(first.named_parameters(), second.named_parameters()):
         assert torch.equal(p, q), name
+
+
+def test_attention_kernels_compute_the_same_function(tiny_en_dir, spoken):
+    features = extract_features(spoken[1], whisper_feature_extractor(load_whisper_classifier(max_seconds=4).config, 4))
+    logits = {}
+    for kernel in ("sdpa", "eager"):
+        model = load_whisper_classifier("tiny.en", max_seconds=4, seed=0, attention=kernel).eval()
+        assert model.config._attn_implementation == kernel
+        with torch.no_grad():
+            logits[kernel] = model(input_features=features).logits
+    torch.testing.assert_close(logits["sdpa"], logits["eager"], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="attention='flash'"):
+        load_whisper_classifier("tiny.en", max_seconds=4, attention="flash")

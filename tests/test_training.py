@@ -102,3 +102,34 @@ def test_a_fold_trained_after_skipped_folds_matches_a_straight_run(smoke_lora, t
     pd.testing.assert_frame_equal(later.folds[METRIC_COLUMNS], smoke_lora.folds[METRIC_COLUMNS])
     on_disk = pd.read_csv(later.run_dir / "folds.csv")
     assert list(on_disk["fold"]) == list(smoke_lora.folds["fold"])
+
+
+def test_speed_settings_are_recorded_with_each_fold(smoke_lora):
+    result = json.loads((smoke_lora.run_dir / smoke_lora.folds["fold"][0] / "result.json").read_text())
+    speed = result["speed"]
+    assert speed["device"] == "cpu" and speed["precision"] == "float32" and speed["attention"] == "sdpa"
+    assert speed["compile"] is False and speed["tf32"] == "n/a (not CUDA)" and speed["pinned_memory"] is False
+    assert speed["input_seconds"] == json.loads((smoke_lora.run_dir / "run.json").read_text())["max_seconds"]
+    assert json.loads((smoke_lora.run_dir / "run.json").read_text())["speed"] == speed
+
+
+def test_compiled_training_forward_matches_the_plain_one(tiny_en_dir, tmp_path):
+    """torch.compile is a speed setting: it must not change what the model computes."""
+    config = make_config("smoke", compile=True, max_seconds=2)
+    table = load_corpus(config, cache_dir=tmp_path)
+    spec = training.ModelSpec(labels=training.EMOTIONS, max_seconds=2, lora=config.lora)
+    probe = load_whisper_classifier("tiny.en", max_seconds=2)
+    inputs = training.compute_features(table.iloc[:4], whisper_feature_extractor(probe.config, 2), cache_dir=tmp_path)
+    compiled = training._FoldTrainer(config, 0, spec, torch.device("cpu"), inputs, None)
+    plain = training._FoldTrainer(make_config("smoke", max_seconds=2), 0, spec, torch.device("cpu"), inputs, None)
+    assert compiled.forward is not compiled.model and plain.forward is plain.model
+    idx = torch.arange(4)
+    compiled.model.eval(), plain.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.logits(idx), plain.logits(idx), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("field, value", [("attention", "flash"), ("compile", "yes"), ("tf32", 1)])
+def test_speed_settings_are_validated(field, value):
+    with pytest.raises(ValueError, match=f"RunConfig.{field}"):
+        make_config("smoke", **{field: value})

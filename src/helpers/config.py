@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
-from .models import ATTENTION_PROJECTIONS, LoraSettings
+from .models import ATTENTION_KERNELS, ATTENTION_PROJECTIONS, LoraSettings
 from .protocols import PROTOCOLS
 
 __all__ = ["RunConfig", "PROFILES", "make_config"]
@@ -44,6 +44,9 @@ class RunConfig:
     on_bad: str = "error"             # error | skip (see helpers.corpora.validate_corpus)
     device: str = "auto"
     precision: str = "auto"           # auto | fp32 | bf16 | fp16 (autocast; fp32 on CPU by default)
+    attention: str = "sdpa"           # sdpa (fused scaled-dot-product attention) | eager
+    compile: bool = False             # torch.compile the model (about 30 s of compiling first; small gain on CPU)
+    tf32: bool = True                 # TF32 matmuls for fp32 work on CUDA (no effect elsewhere)
     allow_download: bool = False
 
     def __post_init__(self) -> None:
@@ -65,6 +68,11 @@ class RunConfig:
             raise ValueError(f"RunConfig.lr={self.lr} must be positive")
         if self.on_bad not in ("error", "skip"):
             raise ValueError(f"RunConfig.on_bad={self.on_bad!r}; choose 'error' or 'skip'")
+        if self.attention not in ATTENTION_KERNELS:
+            raise ValueError(f"RunConfig.attention={self.attention!r}; choose one of {ATTENTION_KERNELS}")
+        for name in ("compile", "tf32", "allow_download"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"RunConfig.{name}={getattr(self, name)!r} must be True or False")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"RunConfig.precision={self.precision!r}; choose auto, fp32, bf16 or fp16")
 

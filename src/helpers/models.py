@@ -37,6 +37,7 @@ __all__ = [
     "convert_tiny_en",
     "resolve_whisper_source",
     "load_whisper_classifier",
+    "ATTENTION_KERNELS",
     "load_whisper_asr",
     "whisper_feature_extractor",
     "extract_features",
@@ -253,18 +254,24 @@ def _seeded(seed: int | None):
         yield
 
 
+ATTENTION_KERNELS = ("sdpa", "eager")
+
+
 def load_whisper_classifier(source: str | Path = TINY_EN, *, labels: Sequence[str] = EMOTIONS, max_seconds: int = 30,
                             allow_download: bool = False, cache_dir: str | Path | None = None,
-                            seed: int | None = None):
+                            seed: int | None = None, attention: str = "sdpa"):
     """`WhisperForAudioClassification` with pretrained encoder weights and a fresh projector/classifier.
 
     `max_seconds` < 30 slices the positional embedding so the encoder takes shorter inputs (a different, faster
-    model than stock Whisper); `seed` fixes the head's random initialisation without touching the global RNG.
+    model than stock Whisper); `seed` fixes the head's random initialisation without touching the global RNG;
+    `attention` picks the attention kernel: "sdpa" (torch's fused scaled-dot-product attention) or "eager".
     """
     from transformers import WhisperForAudioClassification
     from transformers.utils import logging as hf_logging
 
     _frames_for(max_seconds)
+    if attention not in ATTENTION_KERNELS:
+        raise ValueError(f"attention={attention!r}; choose one of {ATTENTION_KERNELS}")
     path = resolve_whisper_source(source, allow_download=allow_download, cache_dir=cache_dir)
     labels = list(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -275,7 +282,8 @@ def load_whisper_classifier(source: str | Path = TINY_EN, *, labels: Sequence[st
         with _seeded(seed):
             model = WhisperForAudioClassification.from_pretrained(
                 path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-                label2id={name: i for i, name in enumerate(labels)}, dtype=torch.float32)
+                label2id={name: i for i, name in enumerate(labels)}, dtype=torch.float32,
+                attn_implementation=attention)
     finally:
         hf_logging.set_verbosity(verbosity)
     _shorten_encoder(model.encoder, model.config, max_seconds)
@@ -376,13 +384,14 @@ class ModelSpec:
 
 
 def build_classifier(spec: ModelSpec, *, allow_download: bool = False, cache_dir: str | Path | None = None,
-                     seed: int | None = None):
+                     seed: int | None = None, attention: str = "sdpa"):
     """The classifier `spec` describes: pretrained encoder, fresh head, LoRA attached if `spec.lora` is set.
 
     `seed` fixes both random initialisations, the head's and LoRA A's, whatever ran before in the process.
     """
     model = load_whisper_classifier(spec.source, labels=spec.labels, max_seconds=spec.max_seconds,
-                                    allow_download=allow_download, cache_dir=cache_dir, seed=seed)
+                                    allow_download=allow_download, cache_dir=cache_dir, seed=seed,
+                                    attention=attention)
     if spec.lora is None:
         return model
     with _seeded(None if seed is None else seed + 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pandas as pd
 from .paper_reference import table1_frame
 from .training import RunResults
 
-__all__ = ["model_size", "summary_row", "results_table", "table1_comparison"]
+__all__ = ["model_size", "summary_row", "results_table", "table1_comparison", "speed_table"]
 
 
 def model_size(model: str) -> str:
@@ -40,3 +41,15 @@ def table1_comparison(ours: pd.DataFrame) -> pd.DataFrame:
     paper = table1_frame().rename(columns={"model": "size", "uar": "paper_uar", "uar_std": "paper_uar_std",
                                            "war": "paper_war", "war_std": "paper_war_std"})
     return ours.merge(paper, on=["size", "mode"], how="left")
+
+
+def speed_table(runs) -> pd.DataFrame:
+    """Per run: training throughput (clips/s, mean over folds), training minutes, and the speed settings in effect."""
+    rows = []
+    for run in runs:
+        speed = json.loads((run.run_dir / "run.json").read_text()).get("speed", {})
+        rows.append(dict(mode=run.config.mode, protocol=run.config.protocol, n_folds=len(run.folds),
+                         clips_per_second=run.folds["examples_per_second"].mean(),
+                         train_minutes=run.folds["train_seconds"].sum() / 60,
+                         **{k: v for k, v in speed.items() if k not in ("batches", "features")}))
+    return pd.DataFrame(rows)

@@ -8,6 +8,7 @@ metrics equal those of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from .paths import cache_root
 from .protocols import Fold, make_folds, save_folds
 
 __all__ = ["RunResults", "load_corpus", "fit_max_seconds", "compute_features", "pooled_encoder_outputs",
-           "head_logits", "run_cross_validation", "run_dir_for", "TRAINING_FORMAT"]
+           "head_logits", "run_cross_validation", "speed_settings", "run_dir_for", "TRAINING_FORMAT"]
 
 METRICS = ("uar", "war", "macro_f1")
 TRAINING_FORMAT = 2  # bump when training code changes what a run computes, so older cached folds are not reused
@@ -171,7 +172,8 @@ class _FoldTrainer:
     def __init__(self, config: RunConfig, fold_index: int, spec: ModelSpec, device: torch.device,
                  inputs: torch.Tensor, frozen_encoder_out: torch.Tensor | None):
         self.config, self.device, self.inputs = config, device, inputs
-        self.model = build_classifier(spec, seed=config.seed + fold_index, allow_download=config.allow_download)
+        self.model = build_classifier(spec, seed=config.seed + fold_index, allow_download=config.allow_download,
+                                      attention=config.attention)
         if config.mode == "frozen":
             self.model.requires_grad_(False)
             self.head = torch.nn.ModuleDict(dict(projector=self.model.projector, classifier=self.model.classifier))
@@ -180,11 +182,14 @@ class _FoldTrainer:
         else:
             self.trainable, self.hidden = self.model, None
         self.trainable.to(device)
+        # compiled forward shares the module's parameters: checkpoints and saving still use self.model
+        self.forward = torch.compile(self.model) if config.compile and self.hidden is None else self.model
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         if self.hidden is not None:
-            return head_logits(self.head["projector"], self.head["classifier"], self.hidden[idx].to(self.device))
-        return self.model(input_features=self.inputs[idx].to(self.device)).logits
+            return head_logits(self.head["projector"], self.head["classifier"],
+                               self.hidden[idx].to(self.device, non_blocking=True))
+        return self.forward(input_features=self.inputs[idx].to(self.device, non_blocking=True)).logits
 
     @torch.no_grad()
     def predict(self, idx: torch.Tensor) -> np.ndarray:
@@ -284,6 +289,7 @@ def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, 
     return dict(fold=fold.name, fold_index=fold_index, mode=config.mode, protocol=config.protocol,
                 chosen_epoch=best["epoch"], selection_on_test=fold.selection_on_test,
                 n_train=len(train_idx), n_validation=len(val_idx), n_test=len(test_idx),
+                speed=speed_settings(config, device, spec.max_seconds),
                 train_seconds=train_seconds,
                 examples_per_second=len(train_idx) * config.epochs / max(train_seconds, 1e-9),
                 **{f"test_{k}": v for k, v in test_scores.items()},
@@ -312,11 +318,44 @@ class RunResults:
         return cls(run_dir, config, pd.read_csv(run_dir / "folds.csv"), pd.read_csv(run_dir / "summary.csv"))
 
 
+def speed_settings(config: RunConfig, device: torch.device, max_seconds: int) -> dict:
+    """What made this run fast or slow, as it actually took effect on `device` (saved with every fold's result)."""
+    cuda = device.type == "cuda"
+    return dict(device=str(device), precision=str(resolve_precision(device, config.precision)).replace("torch.", ""),
+                loss_scaling=cuda and resolve_precision(device, config.precision) == torch.float16,
+                attention=config.attention, compile=config.compile and config.mode == "lora",
+                tf32=config.tf32 if cuda else "n/a (not CUDA)", pinned_memory=cuda, input_seconds=max_seconds,
+                batches="fixed length: every clip padded or cut to input_seconds (Whisper's encoder takes one length)",
+                features="log-mel computed once and cached",
+                frozen_encoder="time-mean of outputs computed once" if config.mode == "frozen" else "n/a (LoRA)")
+
+
+@contextlib.contextmanager
+def _matmul_precision(device: torch.device, tf32: bool):
+    """TF32 for fp32 matmuls and convolutions on CUDA while the block runs (the caller's settings come back)."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before[0])
+        torch.backends.cudnn.allow_tf32 = before[1]
+
+
 def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None = None,
                          **overrides) -> RunResults:
     """Train and evaluate every fold of a profile (with overrides); reuse finished folds; write tidy results."""
     config = make_config(profile, **overrides)
     device = pick_device(config.device)
+    with _matmul_precision(device, config.tf32):
+        return _run_cross_validation(config, device, cache_dir)
+
+
+def _run_cross_validation(config: RunConfig, device: torch.device, cache_dir: str | Path | None) -> RunResults:
     table = load_corpus(config, cache_dir=cache_dir)
     max_seconds = config.max_seconds or fit_max_seconds(table["duration"])
     fingerprint = data_fingerprint(table)
@@ -333,6 +372,7 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
     _atomic_json(run_dir / "run.json", dict(data_fingerprint=fingerprint, max_seconds=max_seconds,
                                             clips_cut_at_max_seconds=truncated,
                                             device=str(device), n_utterances=len(table),
+                                            speed=speed_settings(config, device, max_seconds),
                                             validation=table.attrs.get("validation"),
                                             dropped_labels=table.attrs.get("dropped_labels", {}),
                                             platform=platform.platform(), python=platform.python_version()))
@@ -349,8 +389,11 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
             results.append(json.loads(result_path.read_text()))
             continue
         if inputs is None:
-            probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download)
+            probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download,
+                                            attention=config.attention)
             inputs = compute_features(table, whisper_feature_extractor(probe.config, max_seconds), cache_dir=cache_dir)
+            if device.type == "cuda":  # page-locked host memory: batches copy to the GPU asynchronously
+                inputs = inputs.pin_memory()
             if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
                 frozen_out = pooled_encoder_outputs(probe.encoder, inputs, device=device, precision=config.precision)
             del probe
@@ -371,6 +414,7 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
 
 
 def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows = pd.DataFrame([{k: v for k, v in r.items() if k not in ("history", "test_confusion")} for r in results])
+    skip = ("history", "test_confusion", "speed")
+    rows = pd.DataFrame([{k: v for k, v in r.items() if k not in skip} for r in results])
     summary = pd.DataFrame([dict(metric=m, **summarize_folds(rows[f"test_{m}"])) for m in METRICS])
     return rows, summary
