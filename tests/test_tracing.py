@@ -114,3 +114,26 @@ def test_dropout_traces_are_repeatable_from_the_seed(lora_model, batch):
     other = trace_model(lora_model, *batch, dropout_active=True, seed=4)
     assert np.array_equal(first["lora.1.v_proj.A"], again["lora.1.v_proj.A"])
     assert not np.array_equal(first["lora.1.v_proj.A"], other["lora.1.v_proj.A"])
+
+
+@pytest.mark.parametrize("parts, gradients", [(("residual",), False), (("pooled",), False), (("lora",), True),
+                                              (("residual", "pooled"), False)])
+def test_a_narrowed_trace_keeps_exactly_the_full_trace_arrays(lora_model, batch, parts, gradients):
+    full = trace_model(lora_model, *batch, batch_size=2)
+    part = trace_model(lora_model, *batch, batch_size=2, parts=parts, with_gradients=gradients)
+    expected = {"logits", "labels", "speech_mask", "lora_frames"}
+    if "residual" in parts:
+        expected |= {"h_norm", "a_norm", "m_norm", "am_norm", "cos_ah", "cos_mh", "cos_amh"}
+    if "pooled" in parts:
+        expected |= {"pooled_all", "pooled_speech", "pooled_ln_all", "pooled_ln_speech"}
+    if "lora" in parts:
+        expected |= {k for k in full.arrays if k.startswith("lora.")}
+    assert set(part.arrays) == expected
+    for key in expected:
+        np.testing.assert_allclose(part[key], full[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert (part.meta["residual_error"] is None) == ("residual" not in parts)
+
+
+def test_unknown_trace_parts_are_refused(lora_model, batch):
+    with pytest.raises(ValueError, match="parts=\\('attention',\\)"):
+        trace_model(lora_model, *batch, parts=("attention",))

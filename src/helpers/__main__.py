@@ -2,6 +2,7 @@
 
   corpus   read a corpus (the demo corpus, an IEMOCAP release or a CSV manifest), validate it, print its counts
   train    cross-validated training and evaluation (`python -m helpers train --profile demo --mode lora`)
+  sweep    the folds of a grid of runs (models x modes x protocols x ranks) as tasks, here or on a Ray cluster
 """
 
 from __future__ import annotations
@@ -45,7 +46,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+def _sweep(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from .config import RunConfig
+    from .sweep import SweepSpec, run_sweep
+
+    grid = ("model", "mode", "protocol", "rank")
+    overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig)
+                 if f.name not in ("profile", *grid) and getattr(args, f.name) is not None}
+    spec = SweepSpec(profile=args.profile, models=args.models or (), modes=args.modes,
+                     protocols=args.protocols or (), ranks=args.ranks or (), overrides=overrides)
+    report = run_sweep(spec, executor=args.executor, address=args.address, retries=args.retries,
+                       gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, cache_dir=args.cache_dir)
+    print(report.tasks[["name", "state", "attempts", "seconds"]].to_string(index=False))
+    print(f"status: {report.status_file}")
+    for run in report.results():
+        print(f"\n{run.config.mode} {run.config.model} {run.config.protocol} r={run.config.rank}: {run.run_dir}")
+        print(run.summary.to_string(index=False))
+    if len(report.failed):
+        print("\nfailed tasks (see each log):", file=sys.stderr)
+        for row in report.failed.itertuples():
+            print(f"  {row.name} after {row.attempts} attempts: {row.error}\n    log: {row.log}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
     """One flag per RunConfig field (default: the profile's value)."""
     from dataclasses import fields
 
@@ -54,7 +81,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="demo", choices=sorted(PROFILES))
     parser.add_argument("--cache-dir", default=None, help="project cache (default $BTS_CACHE_DIR or ~/.cache/...)")
     for f in fields(RunConfig):
-        if f.name == "profile":
+        if f.name == "profile" or f.name in skip:
             continue
         kind = f.type if isinstance(f.type, type) else str(f.type)
         if "bool" in str(kind):
@@ -85,8 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     corpus.add_argument("--protocol", choices=("speaker", "session", "dialog"), default="speaker")
     train = commands.add_parser("train", help="train and evaluate every fold of a profile (resumable)")
     _add_config_flags(train)
+    sweep = commands.add_parser("sweep", help="train a grid of runs fold by fold, here or on a Ray cluster (resumable)")
+    _list = lambda kind: lambda v: tuple(kind(x.strip()) for x in v.split(",") if x.strip())  # noqa: E731
+    sweep.add_argument("--models", type=_list(str), help="comma-separated models (default: the profile's)")
+    sweep.add_argument("--modes", type=_list(str), default=("lora", "frozen"), help="default: lora,frozen")
+    sweep.add_argument("--protocols", type=_list(str), help="comma-separated protocols (default: the profile's)")
+    sweep.add_argument("--ranks", type=_list(int), help="LoRA ranks, alpha = 2 x rank (default: the profile's rank)")
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local")
+    sweep.add_argument("--address", default=None,
+                       help="Ray cluster address ('auto' = the cluster `ray start` made on this node); none = local Ray")
+    sweep.add_argument("--retries", type=int, default=1, help="retries of a failed task before it is reported")
+    sweep.add_argument("--gpus-per-task", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
+    sweep.add_argument("--cpus-per-task", type=float, default=1)
+    _add_config_flags(sweep, skip=("model", "mode", "protocol", "rank"))
     args = parser.parse_args(argv)
-    return {"corpus": _corpus, "train": _train}[args.command](args)
+    return {"corpus": _corpus, "train": _train, "sweep": _sweep}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,25 @@ def _clean(overrides: dict) -> dict:
     return {k: v for k, v in overrides.items() if v is not None}
 
 
-def main_runs(profile: str, **overrides) -> dict[str, RunResults]:
-    """The LoRA and frozen runs of a profile (trained once, then read from the cache)."""
+def main_runs(profile: str, *, executor: str = "local", address: str | None = None,
+              **overrides) -> dict[str, RunResults]:
+    """The LoRA and frozen runs of a profile (trained once, then read from the cache).
+
+    `executor="ray"` trains their folds as a sweep on the Ray cluster at `address` (a local instance if None).
+    """
     overrides = _clean(overrides)
-    return {mode: run_cross_validation(profile, **{**overrides, "mode": mode}) for mode in ("lora", "frozen")}
+    if executor == "local":
+        return {mode: run_cross_validation(profile, **{**overrides, "mode": mode}) for mode in ("lora", "frozen")}
+    from .sweep import SweepSpec, run_sweep
+
+    grid = {k: (overrides.pop(k),) for k in ("model", "protocol") if k in overrides}
+    spec = SweepSpec(profile=profile, modes=("lora", "frozen"), models=grid.get("model", ()),
+                     protocols=grid.get("protocol", ()), overrides=overrides)
+    report = run_sweep(spec, executor=executor, address=address)
+    if len(report.failed):
+        failures = "; ".join(f"{r.name}: {r.error} (log {r.log})" for r in report.failed.itertuples())
+        raise RuntimeError(f"{len(report.failed)} fold task(s) failed after retries: {failures}")
+    return {run.config.mode: run for run in report.results()}
 
 
 def protocol_runs(profile: str, protocols=("dialog", "speaker", "session"), **overrides) -> list[RunResults]:

@@ -36,6 +36,7 @@ class RunConfig:
     batch_size: int = 8
     lr: float = 5e-5
     weight_decay: float = 0.0
+    max_grad_norm: float = 1.0        # gradient clipping (the Hugging Face Trainer's default, so the official code's); 0 = off
     seed: int = 42
     max_folds: int = 0                # 0 = all folds; n = the first n folds (sorted by name)
     demo_speakers: int = 12
@@ -64,6 +65,8 @@ class RunConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RunConfig.{name}={getattr(self, name)} must be at least 1")
+        if not self.max_grad_norm >= 0:
+            raise ValueError(f"RunConfig.max_grad_norm={self.max_grad_norm} must be 0 (off) or positive")
         if not self.lr > 0:
             raise ValueError(f"RunConfig.lr={self.lr} must be positive")
         if self.on_bad not in ("error", "skip"):

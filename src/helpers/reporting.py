@@ -47,7 +47,8 @@ def speed_table(runs) -> pd.DataFrame:
     """Per run: training throughput (clips/s, mean over folds), training minutes, and the speed settings in effect."""
     rows = []
     for run in runs:
-        speed = json.loads((run.run_dir / "run.json").read_text()).get("speed", {})
+        first = run.run_dir / str(run.folds["fold"].iloc[0]) / "result.json"
+        speed = json.loads(first.read_text()).get("speed", {})  # what took effect where the folds trained
         rows.append(dict(mode=run.config.mode, protocol=run.config.protocol, n_folds=len(run.folds),
                          clips_per_second=run.folds["examples_per_second"].mean(),
                          train_minutes=run.folds["train_seconds"].sum() / 60,

@@ -28,7 +28,7 @@ from .progress import progress
 
 from .models import EMOTIONS
 
-__all__ = ["Trace", "select_analysis_set", "speech_frames", "trace_model", "lora_modules", "redraw_lora"]
+__all__ = ["TRACE_PARTS", "Trace", "select_analysis_set", "speech_frames", "trace_model", "lora_modules", "redraw_lora"]
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")  # forward order inside a layer
 _ENCODER_FRAME_SECONDS = 0.02  # conv2 stride 2 over 10 ms mel frames
@@ -150,36 +150,46 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+TRACE_PARTS = ("residual", "pooled", "lora")
+
+
 def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: np.ndarray, *, batch_size: int = 8,
                 lora_frames: int = 0, dropout_active: bool = False, with_gradients: bool = True,
-                tolerance: float = 1e-3, seed: int = 0) -> Trace:
+                tolerance: float = 1e-3, seed: int = 0, parts: tuple[str, ...] = TRACE_PARTS) -> Trace:
     """Trace `model` (a Whisper classifier, LoRA-wrapped or not) over `features` (N, n_mels, frames).
 
     `labels` (N,) feed the cross-entropy whose gradients are captured (summed over the batch, so a clip's gradient
     does not depend on batching). `n_speech` (N,) is the number of speech positions per clip. `lora_frames` > 0
     keeps that many evenly spaced positions of the LoRA matrices per clip (large models), 0 keeps all.
     `dropout_active` runs LoRA dropout as in training (the official untrained baseline did), its masks drawn from
-    `seed` so the trace is repeatable.
+    `seed` so the trace is repeatable. `parts` narrows what is kept: "residual" (norms and cosines, layer
+    contributions), "pooled" (pooled states, logit lens and t-SNE), "lora" (LoRA matrices, SVD and CKA; their
+    gradients only with `with_gradients`); the book keeps all three from one pass.
     """
+    unknown = sorted(set(parts) - set(TRACE_PARTS))
+    if unknown or not parts:
+        raise ValueError(f"parts={tuple(parts)}: choose one or more of {TRACE_PARTS}")
     was_training = model.training
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return _trace(model, features, labels, n_speech, batch_size=batch_size, lora_frames=lora_frames,
-                          dropout_active=dropout_active, with_gradients=with_gradients, tolerance=tolerance)
+                          dropout_active=dropout_active, with_gradients=with_gradients, tolerance=tolerance,
+                          parts=set(parts))
     finally:
         model.train(was_training)
 
 
 def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropout_active, with_gradients,
-           tolerance) -> Trace:
+           tolerance, parts) -> Trace:
     from nnsight import NNsight
 
     model.train(dropout_active)  # Whisper's own dropouts are 0 by default, so this switches LoRA dropout only
     encoder_path = _encoder_path(model)
     encoder = _walk(model, encoder_path)
-    loras = lora_modules(model)
+    loras = lora_modules(model) if "lora" in parts else []
     gradients = with_gradients and bool(loras)
+    residual, states_needed = "residual" in parts, bool({"residual", "pooled"} & parts)
     wrapped = NNsight(model)
     n_layers = len(encoder.layers)
     out: dict[str, list] = {}
@@ -195,16 +205,19 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
             layers = _walk(wrapped, encoder_path).layers
             for i in range(n_layers):
                 layer = layers[i]
-                hs.append(layer.input.save())
+                if states_needed:
+                    hs.append(layer.input.save())
                 for proj in _PROJECTIONS:  # forward order: attention projections, then fc1, fc2
-                    if proj == "fc1":
+                    if proj == "fc1" and residual:
                         attn.append(layer.self_attn.output[0].save())
                     if (i, proj) in loras:
                         envoy = _projection(layer, proj)
                         a_out.append(envoy.lora_A["default"].output.save())
                         b_out.append(envoy.lora_B["default"].output.save())
-                mlp.append(layer.fc2.output.save())
-                outs.append(layer.output.save())
+                if residual:
+                    mlp.append(layer.fc2.output.save())
+                if states_needed and (residual or i == n_layers - 1):
+                    outs.append(layer.output.save())
             logits = wrapped.output.logits.save()
             if gradients:
                 loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
@@ -216,9 +229,10 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
         b_grad.reverse()
         model.zero_grad(set_to_none=True)  # the backward pass is for reading gradients, not for training
         with torch.no_grad():
-            T = hs[0].shape[1]
+            T = features.shape[-1] // 2  # encoder positions (conv2 has stride 2)
             mask = torch.arange(T)[None, :] < torch.as_tensor(n_speech[start:start + len(x)])[:, None]
             per_layer = {k: [] for k in ("h_norm", "a_norm", "m_norm", "am_norm", "cos_ah", "cos_mh", "cos_amh")}
+            per_layer = per_layer if residual else {}
             for h, a, m, o in zip(hs, attn, mlp, outs):
                 o = o[0] if isinstance(o, tuple) else o
                 assert o.shape == h.shape, f"layer output shape {tuple(o.shape)} != input shape {tuple(h.shape)}"
@@ -230,12 +244,14 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
                     per_layer[key].append(value)
             for key, values in per_layer.items():
                 out.setdefault(key, []).append(torch.stack(values, 1).float().numpy())
-            last = outs[-1][0] if isinstance(outs[-1], tuple) else outs[-1]
-            states = [*hs, last]
-            normed = [encoder.layer_norm(s) for s in states]
-            for key, seq, msk in (("pooled_all", states, torch.ones_like(mask)), ("pooled_speech", states, mask),
-                                  ("pooled_ln_all", normed, torch.ones_like(mask)), ("pooled_ln_speech", normed, mask)):
-                out.setdefault(key, []).append(torch.stack([_masked_mean(s, msk) for s in seq], 1).float().numpy())
+            if "pooled" in parts:
+                last = outs[-1][0] if isinstance(outs[-1], tuple) else outs[-1]
+                states = [*hs, last]
+                normed = [encoder.layer_norm(s) for s in states]
+                for key, seq, msk in (("pooled_all", states, torch.ones_like(mask)), ("pooled_speech", states, mask),
+                                      ("pooled_ln_all", normed, torch.ones_like(mask)),
+                                      ("pooled_ln_speech", normed, mask)):
+                    out.setdefault(key, []).append(torch.stack([_masked_mean(s, msk) for s in seq], 1).float().numpy())
             out.setdefault("logits", []).append(logits.detach().float().numpy())
             out.setdefault("speech_mask", []).append(mask.numpy())
             keep = np.arange(T) if not lora_frames or lora_frames >= T else np.linspace(0, T - 1, lora_frames).round().astype(int)
@@ -251,6 +267,7 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
     arrays = {k: np.concatenate(v) for k, v in out.items()}
     arrays["labels"] = labels.numpy().astype(np.int64)
     arrays["lora_frames"] = keep if keep is not None else np.arange(0)
-    meta = dict(n_layers=n_layers, lora_modules=[f"lora.{i}.{p}" for i, p in loras], residual_error=residual_error,
+    meta = dict(n_layers=n_layers, lora_modules=[f"lora.{i}.{p}" for i, p in loras],
+                residual_error=residual_error if residual else None, parts=sorted(parts),
                 gradients=gradients, dropout_active=dropout_active, loss="cross-entropy, summed over the batch")
     return Trace(arrays, meta)

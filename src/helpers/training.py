@@ -37,11 +37,12 @@ from .models import (EMOTIONS, ModelSpec, build_classifier, extract_features, lo
 from .paths import cache_root
 from .protocols import Fold, make_folds, save_folds
 
-__all__ = ["RunResults", "load_corpus", "fit_max_seconds", "compute_features", "pooled_encoder_outputs",
-           "head_logits", "run_cross_validation", "speed_settings", "run_dir_for", "TRAINING_FORMAT"]
+__all__ = ["RunResults", "PreparedRun", "prepare_run", "train_run_fold", "collect_run", "run_cross_validation",
+           "load_corpus", "fit_max_seconds", "feature_key", "compute_features", "pooled_encoder_outputs",
+           "frozen_encoder_outputs", "head_logits", "run_dir_for", "speed_settings", "train_fold", "TRAINING_FORMAT"]
 
 METRICS = ("uar", "war", "macro_f1")
-TRAINING_FORMAT = 2  # bump when training code changes what a run computes, so older cached folds are not reused
+TRAINING_FORMAT = 3  # bump when training code changes what a run computes, so older cached folds are not reused
 logger = logging.getLogger(__name__)
 
 
@@ -87,10 +88,14 @@ def data_fingerprint(table: pd.DataFrame) -> str:
     return _fingerprint([cols, sizes, np.round(table["duration"].to_numpy(), 4).tolist()])
 
 
+def feature_key(table: pd.DataFrame, extractor) -> str:
+    """What the log-mel features of `table` depend on: the corpus content and the extractor's settings."""
+    return _fingerprint([data_fingerprint(table), extractor.to_dict()])
+
+
 def compute_features(table: pd.DataFrame, extractor, *, cache_dir: str | Path | None = None) -> torch.Tensor:
     """Log-mel features of every utterance, (N, n_mels, frames), computed once and cached as safetensors."""
-    key = _fingerprint([data_fingerprint(table), extractor.to_dict()])
-    path = cache_root(cache_dir) / "features" / f"{key}.safetensors"
+    path = cache_root(cache_dir) / "features" / f"{feature_key(table, extractor)}.safetensors"
     if path.is_file():
         return load_file(path)["features"]
     chunks = []
@@ -98,10 +103,7 @@ def compute_features(table: pd.DataFrame, extractor, *, cache_dir: str | Path | 
         waves = [load_audio(p) for p in table["path"].iloc[start:start + 32]]
         chunks.append(extract_features(waves, extractor))
     features = torch.cat(chunks)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({"features": features.contiguous()}, tmp)
-    os.replace(tmp, path)
+    _atomic_tensors(path, {"features": features.contiguous()})
     return features
 
 
@@ -131,8 +133,14 @@ def head_logits(projector, classifier, pooled: torch.Tensor) -> torch.Tensor:
 # One fold
 
 
+def _device_type(requested: str) -> str:
+    """"cuda", "mps" or "cpu": what `requested` means here ("auto" looks), without requiring that device to exist."""
+    return pick_device("auto").type if requested in ("auto", None) else torch.device(requested).type
+
+
 def run_dir_for(config: RunConfig, fingerprint: str, *, cache_dir: str | Path | None = None) -> Path:
-    """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions.
+    """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions
+    (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
 
     `max_folds` is left out: folds are independent, so runs that differ only in how many folds they train share
     one directory and reuse each other's finished folds.
@@ -140,12 +148,11 @@ def run_dir_for(config: RunConfig, fingerprint: str, *, cache_dir: str | Path | 
     import peft
     import transformers
 
-    defining = {k: v for k, v in asdict(config).items() if k not in ("profile", "allow_download", "max_folds")}
+    defining = {k: v for k, v in asdict(config).items()
+                if k not in ("profile", "allow_download", "max_folds", "device")}  # the device type is hashed below
     versions = dict(helpers=__version__, torch=torch.__version__, transformers=transformers.__version__,
                     peft=peft.__version__)
-    device = pick_device(config.device)
-    key = _fingerprint([defining, fingerprint, device.type, str(resolve_precision(device, config.precision)),
-                        versions, TRAINING_FORMAT])
+    key = _fingerprint([defining, fingerprint, _device_type(config.device), versions, TRAINING_FORMAT])
     return cache_root(cache_dir) / "runs" / f"{config.mode}-{config.protocol}-{key}"
 
 
@@ -160,9 +167,27 @@ def _load_trainable(model, state: dict[str, torch.Tensor]) -> None:
             params[name].copy_(value)
 
 
+def _tmp_for(path: Path) -> Path:
+    """A temporary sibling unique to this process: concurrent sweep tasks never write the same temporary file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = _tmp_for(path)
     tmp.write_text(json.dumps(obj, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def _atomic_csv(path: Path, frame: pd.DataFrame) -> None:
+    tmp = _tmp_for(path)
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_for(path)
+    save_file(tensors, tmp)
     os.replace(tmp, path)
 
 
@@ -201,9 +226,14 @@ class _FoldTrainer:
         return torch.cat(preds).numpy()
 
 
-def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelSpec,
+def train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelSpec,
                 index_of: dict[str, int], labels: torch.Tensor, inputs: torch.Tensor,
                 frozen_out: torch.Tensor | None, device: torch.device) -> dict:
+    """Train one fold in `fold_dir` (resuming its checkpoint), pick the epoch on validation UAR, test it: a result.
+
+    `inputs` are the log-mel features of every clip in the corpus, rows indexed by `index_of[utterance]`;
+    `frozen_out` their pooled frozen-encoder outputs in frozen mode (None for LoRA).
+    """
     n_classes = len(EMOTIONS)
     trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out)
     params = [p for p in trainer.trainable.parameters() if p.requires_grad]
@@ -251,6 +281,9 @@ def _train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, 
                         f"(now {config.lr}) or use precision='fp32'.")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                if config.max_grad_norm:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
@@ -346,22 +379,29 @@ def _matmul_precision(device: torch.device, tf32: bool):
         torch.backends.cudnn.allow_tf32 = before[1]
 
 
-def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None = None,
-                         **overrides) -> RunResults:
-    """Train and evaluate every fold of a profile (with overrides); reuse finished folds; write tidy results."""
-    config = make_config(profile, **overrides)
-    device = pick_device(config.device)
-    with _matmul_precision(device, config.tf32):
-        return _run_cross_validation(config, device, cache_dir)
+@dataclass
+class PreparedRun:
+    """A run's corpus, folds and directory: any of its folds can now be trained, here or in another process."""
+
+    config: RunConfig
+    run_dir: Path
+    table: pd.DataFrame
+    folds: list[Fold]
+    max_seconds: int
+    cache_dir: str | Path | None = None
+
+    def fold_done(self, fold_index: int) -> bool:
+        return (self.run_dir / self.folds[fold_index].name / "result.json").is_file()
 
 
-def _run_cross_validation(config: RunConfig, device: torch.device, cache_dir: str | Path | None) -> RunResults:
+def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None) -> PreparedRun:
+    """Load and validate the corpus, make the folds, and write the run's config, folds and run.json."""
     table = load_corpus(config, cache_dir=cache_dir)
     max_seconds = config.max_seconds or fit_max_seconds(table["duration"])
     fingerprint = data_fingerprint(table)
     run_dir = run_dir_for(config, fingerprint, cache_dir=cache_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.to_json())
+    _atomic_json(run_dir / "config.json", json.loads(config.to_json()))
     folds = make_folds(table, config.protocol)
     folds = folds[:config.max_folds] if config.max_folds else folds
     save_folds(folds, run_dir / "folds.json")
@@ -371,46 +411,87 @@ def _run_cross_validation(config: RunConfig, device: torch.device, cache_dir: st
                     len(table))
     _atomic_json(run_dir / "run.json", dict(data_fingerprint=fingerprint, max_seconds=max_seconds,
                                             clips_cut_at_max_seconds=truncated,
-                                            device=str(device), n_utterances=len(table),
-                                            speed=speed_settings(config, device, max_seconds),
+                                            device=_device_type(config.device), n_utterances=len(table),
                                             validation=table.attrs.get("validation"),
                                             dropped_labels=table.attrs.get("dropped_labels", {}),
                                             platform=platform.platform(), python=platform.python_version()))
-    spec = ModelSpec(source=config.model, labels=EMOTIONS, max_seconds=max_seconds,
-                     lora=config.lora if config.mode == "lora" else None)
-    index_of = {u: i for i, u in enumerate(table["utterance"])}
-    labels = torch.tensor([EMOTIONS.index(label) for label in table["label"]])
-    inputs = frozen_out = None
-    results = []
-    for i, fold in enumerate(progress(folds, desc=f"{config.mode} folds", unit="fold")):
-        fold_dir = run_dir / fold.name
-        result_path = fold_dir / "result.json"
-        if result_path.is_file():
-            results.append(json.loads(result_path.read_text()))
-            continue
-        if inputs is None:
-            probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download,
-                                            attention=config.attention)
-            inputs = compute_features(table, whisper_feature_extractor(probe.config, max_seconds), cache_dir=cache_dir)
-            if device.type == "cuda":  # page-locked host memory: batches copy to the GPU asynchronously
-                inputs = inputs.pin_memory()
-            if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
-                frozen_out = pooled_encoder_outputs(probe.encoder, inputs, device=device, precision=config.precision)
-            del probe
+    return PreparedRun(config, run_dir, table, folds, max_seconds, cache_dir)
+
+
+def frozen_encoder_outputs(config: RunConfig, inputs: torch.Tensor, features_key: str, max_seconds: int,
+                           device: torch.device, *, cache_dir: str | Path | None = None) -> torch.Tensor:
+    """`pooled_encoder_outputs` of the frozen pretrained encoder for every clip, computed once and cached on disk."""
+    key = _fingerprint([features_key, config.model, max_seconds, device.type, config.precision, config.attention])
+    path = cache_root(cache_dir) / "encoder_outputs" / f"{key}.safetensors"
+    if path.is_file():
+        return load_file(path)["pooled"]
+    probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download,
+                                    attention=config.attention)
+    pooled = pooled_encoder_outputs(probe.encoder, inputs, device=device, precision=config.precision)
+    _atomic_tensors(path, {"pooled": pooled.contiguous()})
+    return pooled
+
+
+def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
+    """Train and test fold `fold_index` of a prepared run, unless its result exists: the unit a sweep schedules.
+
+    Safe to call from another process on another machine that sees the same cache folder: everything it needs is
+    read from the run directory and the caches, and its result appears atomically as `<fold>/result.json`.
+    """
+    config, fold = run.config, run.folds[fold_index]
+    fold_dir = run.run_dir / fold.name
+    result_path = fold_dir / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    device = pick_device(config.device)
+    with _matmul_precision(device, config.tf32):
+        probe = load_whisper_classifier(config.model, max_seconds=run.max_seconds,
+                                        allow_download=config.allow_download, attention=config.attention)
+        extractor = whisper_feature_extractor(probe.config, run.max_seconds)
+        del probe
+        inputs = compute_features(run.table, extractor, cache_dir=run.cache_dir)
+        frozen_out = None
+        if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
+            frozen_out = frozen_encoder_outputs(config, inputs, feature_key(run.table, extractor), run.max_seconds,
+                                                device, cache_dir=run.cache_dir)
+        if device.type == "cuda":  # page-locked host memory: batches copy to the GPU asynchronously
+            inputs = inputs.pin_memory()
+        spec = ModelSpec(source=config.model, labels=EMOTIONS, max_seconds=run.max_seconds,
+                         lora=config.lora if config.mode == "lora" else None)
+        index_of = {u: i for i, u in enumerate(run.table["utterance"])}
+        labels = torch.tensor([EMOTIONS.index(label) for label in run.table["label"]])
         fold_dir.mkdir(exist_ok=True)
-        result = _train_fold(config, fold, i, fold_dir, spec, index_of, labels, inputs, frozen_out, device)
-        _atomic_json(result_path, result)
-        shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
-        logger.info("%s: UAR %.3f WAR %.3f F1 %.3f (epoch %d, %.1f clips/s)", fold.name, result["test_uar"],
-                    result["test_war"], result["test_macro_f1"], result["chosen_epoch"], result["examples_per_second"])
-        results.append(result)
+        result = train_fold(config, fold, fold_index, fold_dir, spec, index_of, labels, inputs, frozen_out, device)
+    _atomic_json(result_path, result)
+    shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+    logger.info("%s: UAR %.3f WAR %.3f F1 %.3f (epoch %d, %.1f clips/s)", fold.name, result["test_uar"],
+                result["test_war"], result["test_macro_f1"], result["chosen_epoch"], result["examples_per_second"])
+    return result
+
+
+def collect_run(run: PreparedRun) -> RunResults:
+    """Results of the run's folds (all must be finished), and folds.csv/summary.csv over every finished fold."""
+    missing = [f.name for i, f in enumerate(run.folds) if not run.fold_done(i)]
+    if missing:
+        raise RuntimeError(f"{run.run_dir}: folds {missing} have no result.json yet; train them first "
+                           "(run_cross_validation or a sweep)")
+    results = [json.loads((run.run_dir / f.name / "result.json").read_text()) for f in run.folds]
     rows, summary = _tables(results)
     # on disk: every finished fold in this directory (runs differing only in max_folds share it)
-    everything = [json.loads(p.read_text()) for p in run_dir.glob("*/result.json")]
+    everything = [json.loads(p.read_text()) for p in run.run_dir.glob("*/result.json")]
     all_rows, all_summary = _tables(sorted(everything, key=lambda r: r["fold_index"]))
-    all_rows.to_csv(run_dir / "folds.csv", index=False)
-    all_summary.to_csv(run_dir / "summary.csv", index=False)
-    return RunResults(run_dir, config, rows, summary)
+    _atomic_csv(run.run_dir / "folds.csv", all_rows)
+    _atomic_csv(run.run_dir / "summary.csv", all_summary)
+    return RunResults(run.run_dir, run.config, rows, summary)
+
+
+def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None = None,
+                         **overrides) -> RunResults:
+    """Train and evaluate every fold of a profile (with overrides); reuse finished folds; write tidy results."""
+    run = prepare_run(make_config(profile, **overrides), cache_dir=cache_dir)
+    for i, _ in enumerate(progress(run.folds, desc=f"{run.config.mode} folds", unit="fold")):
+        train_run_fold(run, i)
+    return collect_run(run)
 
 
 def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,57 @@
+"""The demo book's first build (empty cache: corpus, training, traces, every chapter) and a rebuild with nothing
+changed (every run and trace read from the cache), measured in one run. About 12 minutes on a 2-core laptop.
+
+    python benchmarks/bench_book.py [--profile demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from helpers.reproducibility import write_benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build(profile: str, cache: str) -> tuple[float, dict]:
+    """Seconds of one `python -m helpers.book` with `cache` as the project cache, and its chapter times."""
+    env = {**os.environ, "BTS_CACHE_DIR": cache, "TQDM_DISABLE": "1"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "helpers.book", "--profile", profile], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    return seconds, json.loads((ROOT / "book" / "executed" / "timings.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profile", default="demo")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as cache:
+        first, first_chapters = build(args.profile, cache)
+        print(f"first build: {first:.1f} s", flush=True)
+        again, again_chapters = build(args.profile, cache)
+        print(f"no-change rebuild: {again:.1f} s", flush=True)
+    lines = [f"{args.profile} book, {torch.get_num_threads()} CPU cores; the first build starts from an empty cache "
+             "(tiny.en conversion, corpus, every training run and trace)", "",
+             "| chapter | first build s | no-change rebuild s |", "|---|---|---|"]
+    lines += [f"| {name} | {first_chapters[name]:.1f} | {again_chapters.get(name, float('nan')):.1f} |"
+              for name in first_chapters]
+    lines += [f"| whole build (chapters + jupyter-book) | {first:.1f} | {again:.1f} |",
+              f"| ratio first / rebuild | | {first / again:.1f}x |"]
+    text = "\n".join(lines)
+    print(text)
+    write_benchmark("book", text)
+
+
+if __name__ == "__main__":
+    main()

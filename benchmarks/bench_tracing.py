@@ -1,0 +1,98 @@
+"""Analyses: one shared tracing pass vs a separate pass per analysis, time and peak memory, measured in one run.
+
+The book traces each model once (`helpers.tracing.trace_model` keeps residual-stream statistics, pooled states and
+LoRA matrices with their gradients) and every analysis reads that trace. The baseline traces once per analysis,
+keeping only what that analysis reads: layer contributions (residual statistics), logit lens (pooled states), SVD
+and CKA (LoRA matrices and their gradients, one backward pass each). Each variant runs in a fresh process, so its
+peak resident memory is its own.
+
+    python benchmarks/bench_tracing.py [--clips 48] [--rank 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+ANALYSES = {  # analysis: (parts it reads, whether it needs gradients)
+    "layer contributions": (("residual",), False),
+    "logit lens": (("pooled",), False),
+    "SVD": (("lora",), True),
+    "CKA": (("lora",), True),
+}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_variant(variant: str, clips: int, rank: int) -> dict:
+    """Trace the demo analysis set with a LoRA model; return seconds, peak RSS and kept bytes."""
+    from helpers.config import make_config
+    from helpers.models import EMOTIONS, LoraSettings, ModelSpec, build_classifier, whisper_feature_extractor
+    from helpers.protocols import make_folds
+    from helpers.tracing import TRACE_PARTS, redraw_lora, select_analysis_set, speech_frames, trace_model
+    from helpers.training import compute_features, load_corpus
+
+    config = make_config("demo")
+    table = load_corpus(config)
+    fold = make_folds(table, "speaker")[0]
+    heldout = sorted(set(fold.validation) | set(fold.test))
+    subset = select_analysis_set(table, heldout, per_class=25).iloc[:clips]
+    model = build_classifier(ModelSpec(max_seconds=config.max_seconds, lora=LoraSettings(rank=rank, alpha=2 * rank)),
+                             seed=0)
+    redraw_lora(model, init="official", seed=1)  # non-zero B, as a trained model, so gradients flow through A
+    features = compute_features(subset, whisper_feature_extractor(model.config, config.max_seconds))
+    labels = torch.tensor([EMOTIONS.index(x) for x in subset["label"]])
+    n_speech = speech_frames(subset["duration"], features.shape[-1] // 2)
+    before = _peak_rss_mb()
+    passes = [(TRACE_PARTS, True)] if variant == "shared" else list(ANALYSES.values())
+    start, kept = time.perf_counter(), 0
+    for parts, gradients in passes:
+        trace = trace_model(model, features, labels, n_speech, parts=parts, with_gradients=gradients)
+        kept = max(kept, sum(v.nbytes for v in trace.arrays.values()))
+        del trace  # an analysis reads its trace, then lets it go
+    return dict(variant=variant, passes=len(passes), seconds=time.perf_counter() - start, clips=len(subset),
+                rss_before_mb=before, peak_rss_mb=_peak_rss_mb(), kept_mb=kept / 2**20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clips", type=int, default=48)
+    parser.add_argument("--rank", type=int, default=32)
+    parser.add_argument("--variant", choices=("shared", "separate"), help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args.variant, args.clips, args.rank)))
+        return
+    from helpers.reproducibility import write_benchmark
+
+    results = {}
+    for variant in ("separate", "shared"):
+        child = subprocess.run([sys.executable, __file__, "--variant", variant, "--clips", str(args.clips),
+                                "--rank", str(args.rank)], capture_output=True, text=True, check=True)
+        results[variant] = json.loads(child.stdout.strip().splitlines()[-1])
+        print(results[variant], flush=True)
+    sep, shared = results["separate"], results["shared"]
+    lines = [f"tiny.en + LoRA r={args.rank} on v_proj, {shared['clips']} demo clips of 4 s, batch 8, "
+             f"{torch.get_num_threads()} CPU threads; analyses: {', '.join(ANALYSES)}", "",
+             "| tracing | passes | seconds | peak RSS MB (before tracing) | largest trace kept MB |",
+             "|---|---|---|---|---|"]
+    for name, r in (("one pass per analysis (baseline)", sep), ("one shared pass (the book)", shared)):
+        lines.append(f"| {name} | {r['passes']} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} "
+                     f"({r['rss_before_mb']:.0f}) | {r['kept_mb']:.1f} |")
+    lines.append(f"| ratio baseline / shared | | {sep['seconds'] / shared['seconds']:.1f}x | "
+                 f"{sep['peak_rss_mb'] / shared['peak_rss_mb']:.2f}x | |")
+    text = "\n".join(lines)
+    print(text)
+    write_benchmark("tracing", text)
+
+
+if __name__ == "__main__":
+    main()
