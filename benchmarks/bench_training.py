@@ -46,7 +46,8 @@ def lora_clips_per_second(table, labels, seconds: int, *, attention: str = "sdpa
     model = build_classifier(ModelSpec(max_seconds=seconds), seed=0, attention=attention).train()
     features = compute_features(table, whisper_feature_extractor(model.config, seconds))
     forward = torch.compile(model) if compile else model
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=5e-4)
     warmup = 2
     start = time.perf_counter()
     for step in range(warmup + steps):
@@ -56,6 +57,7 @@ def lora_clips_per_second(table, labels, seconds: int, *, attention: str = "sdpa
         loss = torch.nn.functional.cross_entropy(forward(input_features=features[idx]).logits, labels[idx])
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)  # as helpers.training does (max_grad_norm=1)
         optimizer.step()
     return steps * batch_size / (time.perf_counter() - start), warm_seconds
 

@@ -37,13 +37,15 @@ def test_the_grid_expands_into_one_task_per_fold(tiny_en_dir, cache_dir):
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
+def ray_instance(tmp_path_factory):
     import ray
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the flaky tasks below travel by value
+    # workers see another BTS_CACHE_DIR than the driver: a task must use the cache the sweep names, not its own
+    elsewhere = str(tmp_path_factory.mktemp("not-the-sweep-cache"))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _node_ip_address="127.0.0.1")
-    yield ray
+             _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"BTS_CACHE_DIR": elsewhere}})
+    yield Path(elsewhere)
     ray.shutdown()
 
 
@@ -58,9 +60,8 @@ def test_ray_sweep_equals_the_local_executor_and_a_sequential_run(ray_instance, 
     remote = run_sweep(spec, executor="ray", cache_dir=tmp_path)
     assert len(remote.tasks) == 4 and remote.complete and local.complete
     assert set(remote.tasks["state"]) == {"done"}
-    spans = remote.tasks[["started", "finished"]].to_numpy()
-    assert spans[:, 0].max() < spans[:, 1].min() or any(  # at least two tasks ran at the same time
-        a0 < b1 and b0 < a1 for i, (a0, a1) in enumerate(spans) for (b0, b1) in spans[i + 1:])
+    assert remote.tasks["pid"].nunique() >= 2  # two Ray workers shared the four tasks
+    assert remote.tasks["pid"].ne(os.getpid()).all()
     for mine, theirs in zip(local.results(), remote.results()):
         assert mine.run_dir.name == theirs.run_dir.name  # the same run directory layout and names
         pd.testing.assert_frame_equal(mine.folds[METRICS], theirs.folds[METRICS])
@@ -69,11 +70,12 @@ def test_ray_sweep_equals_the_local_executor_and_a_sequential_run(ray_instance, 
         assert (theirs.run_dir / "folds.csv").is_file() and (theirs.run_dir / "summary.csv").is_file()
         for fold in theirs.folds["fold"]:
             assert "task finished" in (theirs.run_dir / fold / "train.log").read_text()
-    # a sequential run of the same config finds the sweep's folds and trains nothing
-    stamps = {p: p.stat().st_mtime_ns for p in local.results()[0].run_dir.glob("*/result.json")}
-    again = run_cross_validation("smoke", cache_dir=cache_dir, mode="lora")
-    assert again.run_dir == local.results()[0].run_dir
+    # a sequential run of the same config finds the Ray sweep's folds and trains nothing
+    stamps = {p: p.stat().st_mtime_ns for p in remote.results()[0].run_dir.glob("*/result.json")}
+    again = run_cross_validation("smoke", cache_dir=tmp_path, mode="lora")
+    assert again.run_dir == remote.results()[0].run_dir and len(stamps) == 2
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert (tmp_path / "features").is_dir() and not any(ray_instance.iterdir())  # nothing in the workers' own cache
 
 
 def _flaky(run, fold_index):
@@ -111,14 +113,15 @@ def test_a_killed_sweep_reruns_only_the_missing_tasks(tiny_en_dir, cache_dir):
     spec = SweepSpec(profile="smoke", overrides={"seed": 9, "epochs": 2})
     runs, _ = plan_sweep(spec, cache_dir=cache_dir)
     results = [run.run_dir / fold.name / "result.json" for run in runs for fold in run.folds]
-    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = Path(cache_dir) / "killed-sweep.log"
+    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     deadline = time.time() + 300
     while not any(p.is_file() for p in results) and child.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     child.send_signal(signal.SIGKILL)
     child.wait()
     finished = {p: p.stat().st_mtime_ns for p in results if p.is_file()}
-    assert 1 <= len(finished) < len(results), "the sweep should be killed midway"
+    assert 1 <= len(finished) < len(results), f"the sweep should be killed midway: {log.read_text()[-3000:]}"
     report = run_sweep(spec, executor="local", cache_dir=cache_dir)
     assert report.complete
     assert (report.tasks["state"] == "skipped").sum() == len(finished)

@@ -105,30 +105,58 @@ def test_a_fold_trained_after_skipped_folds_matches_a_straight_run(smoke_lora, t
 
 
 def test_speed_settings_are_recorded_with_each_fold(smoke_lora):
+    from helpers.device import pick_device, resolve_precision
+    from helpers.reporting import speed_table
+
+    device = pick_device("auto")
     result = json.loads((smoke_lora.run_dir / smoke_lora.folds["fold"][0] / "result.json").read_text())
     speed = result["speed"]
-    assert speed["device"] == "cpu" and speed["precision"] == "float32" and speed["attention"] == "sdpa"
-    assert speed["compile"] is False and speed["tf32"] == "n/a (not CUDA)" and speed["pinned_memory"] is False
+    assert speed["device"] == str(device) and speed["attention"] == "sdpa" and speed["compile"] is False
+    assert speed["precision"] == str(resolve_precision(device, "auto")).replace("torch.", "")
+    assert speed["tf32"] == (True if device.type == "cuda" else "n/a (not CUDA)")
     assert speed["input_seconds"] == json.loads((smoke_lora.run_dir / "run.json").read_text())["max_seconds"]
-    from helpers.reporting import speed_table
     row = speed_table([smoke_lora]).iloc[0]
     assert row["attention"] == "sdpa" and row["clips_per_second"] > 0 and row["n_folds"] == 2
 
 
-def test_compiled_training_forward_matches_the_plain_one(tiny_en_dir, tmp_path):
-    """torch.compile is a speed setting: it must not change what the model computes."""
-    config = make_config("smoke", compile=True, max_seconds=2)
+def test_compiled_training_step_matches_the_plain_one(tiny_en_dir, tmp_path):
+    """torch.compile is a speed setting: the loss and every LoRA gradient of a training step must not change."""
+    from helpers.tracing import redraw_lora
+
+    config = make_config("smoke", max_seconds=2, dropout=0.0, device="cpu")
     table = load_corpus(config, cache_dir=tmp_path)
     spec = training.ModelSpec(labels=training.EMOTIONS, max_seconds=2, lora=config.lora)
     probe = load_whisper_classifier("tiny.en", max_seconds=2)
     inputs = training.compute_features(table.iloc[:4], whisper_feature_extractor(probe.config, 2), cache_dir=tmp_path)
-    compiled = training._FoldTrainer(config, 0, spec, torch.device("cpu"), inputs, None)
-    plain = training._FoldTrainer(make_config("smoke", max_seconds=2), 0, spec, torch.device("cpu"), inputs, None)
-    assert compiled.forward is not compiled.model and plain.forward is plain.model
-    idx = torch.arange(4)
-    compiled.model.eval(), plain.model.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(compiled.logits(idx), plain.logits(idx), rtol=1e-4, atol=1e-5)
+    labels, idx = torch.tensor([0, 1, 2, 3]), torch.arange(4)
+    steps = {}
+    for compiled in (True, False):
+        trainer = training._FoldTrainer(make_config("smoke", max_seconds=2, dropout=0.0, compile=compiled), 0, spec,
+                                        torch.device("cpu"), inputs, None)
+        assert (trainer.forward is trainer.model) != compiled
+        redraw_lora(trainer.model, init="official", seed=1)  # B != 0, so A's gradients are not all zero
+        trainer.model.train()
+        loss = torch.nn.functional.cross_entropy(trainer.logits(idx), labels)
+        loss.backward()
+        steps[compiled] = loss.detach(), {n: p.grad.clone() for n, p in trainer.model.named_parameters()
+                                          if p.requires_grad and "lora_" in n}
+    torch.testing.assert_close(steps[True][0], steps[False][0], rtol=1e-4, atol=1e-5)
+    assert steps[False][1] and any(g.abs().max() > 0 for n, g in steps[False][1].items() if "lora_A" in n)
+    for name, grad in steps[False][1].items():
+        torch.testing.assert_close(steps[True][1][name], grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_resume_falls_back_to_the_set_aside_checkpoint(tmp_path):
+    """A task killed between the renames of a checkpoint swap leaves checkpoint.old complete: resume uses it."""
+    for name, files in (("checkpoint", ["state.pt"]), ("checkpoint.old", list(training._CHECKPOINT_FILES))):
+        (tmp_path / name).mkdir()
+        for f in files:
+            (tmp_path / name / f).write_bytes(b"x")
+    assert training._complete_checkpoint(tmp_path) == tmp_path / "checkpoint.old"
+    for f in training._CHECKPOINT_FILES:
+        (tmp_path / "checkpoint" / f).write_bytes(b"x")
+    assert training._complete_checkpoint(tmp_path) == tmp_path / "checkpoint"
+    assert training._complete_checkpoint(tmp_path / "checkpoint") is None
 
 
 @pytest.mark.parametrize("field, value", [("attention", "flash"), ("compile", "yes"), ("tf32", 1)])

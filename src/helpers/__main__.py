@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--ranks", type=_list(int), help="LoRA ranks, alpha = 2 x rank (default: the profile's rank)")
     sweep.add_argument("--executor", choices=("local", "ray"), default="local")
     sweep.add_argument("--address", default=None,
-                       help="Ray cluster address ('auto' = the cluster `ray start` made on this node); none = local Ray")
+                       help="Ray cluster address ('auto': the one `ray start` made on this node); none: a local Ray")
     sweep.add_argument("--retries", type=int, default=1, help="retries of a failed task before it is reported")
     sweep.add_argument("--gpus-per-task", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
     sweep.add_argument("--cpus-per-task", type=float, default=1)

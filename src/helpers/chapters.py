@@ -40,11 +40,15 @@ def main_runs(profile: str, *, executor: str = "local", address: str | None = No
     overrides = _clean(overrides)
     if executor == "local":
         return {mode: run_cross_validation(profile, **{**overrides, "mode": mode}) for mode in ("lora", "frozen")}
+    from .config import make_config
     from .sweep import SweepSpec, run_sweep
 
-    grid = {k: (overrides.pop(k),) for k in ("model", "protocol") if k in overrides}
+    grid = {k: (overrides.pop(k),) for k in ("model", "protocol", "rank") if k in overrides}
+    overrides.pop("mode", None)  # Table 1 is both modes
+    if "rank" in grid:  # as in a local run: a rank override leaves alpha at the profile's (a sweep's ranks would not)
+        overrides.setdefault("alpha", make_config(profile).alpha)
     spec = SweepSpec(profile=profile, modes=("lora", "frozen"), models=grid.get("model", ()),
-                     protocols=grid.get("protocol", ()), overrides=overrides)
+                     protocols=grid.get("protocol", ()), ranks=grid.get("rank", ()), overrides=overrides)
     report = run_sweep(spec, executor=executor, address=address)
     if len(report.failed):
         failures = "; ".join(f"{r.name}: {r.error} (log {r.log})" for r in report.failed.itertuples())

@@ -36,7 +36,7 @@ class RunConfig:
     batch_size: int = 8
     lr: float = 5e-5
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0        # gradient clipping (the Hugging Face Trainer's default, so the official code's); 0 = off
+    max_grad_norm: float = 1.0        # gradient clipping, 0 = off (1.0: the HF Trainer default the official code ran)
     seed: int = 42
     max_folds: int = 0                # 0 = all folds; n = the first n folds (sorted by name)
     demo_speakers: int = 12

@@ -20,17 +20,18 @@ import os
 import platform
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+from torch import device as _torch_device
 
 from .config import RunConfig, make_config
 from .models import resolve_whisper_source
 from .paths import cache_root
 from .progress import progress
-from .training import PreparedRun, RunResults, collect_run, prepare_run, train_run_fold
+from .training import PreparedRun, RunResults, collect_run, prepare_run, run_features, train_run_fold
 
 __all__ = ["SweepSpec", "FoldTask", "SweepReport", "plan_sweep", "run_fold_task", "run_sweep", "EXECUTORS"]
 
@@ -118,29 +119,38 @@ class SweepReport:
         return [collect_run(run) for run in self.runs if all(run.fold_done(i) for i in range(len(run.folds)))]
 
 
-def _pin_device(config: RunConfig, executor: str, gpus_per_task: float) -> RunConfig:
-    """Resolve device="auto" where the tasks will run (the driver of a GPU cluster may itself have no GPU)."""
-    if config.device != "auto":
-        return config
-    if executor == "ray":
-        return replace(config, device="cuda" if gpus_per_task > 0 else "cpu")
-    from .device import pick_device
-
-    return replace(config, device=pick_device("auto").type)
+def _task_device_type(config: RunConfig, executor: str, gpus_per_task: float) -> str | None:
+    """The device type the tasks will train on (a GPU cluster's driver may have no GPU); None = as here."""
+    if executor != "ray":
+        return None
+    device = str(config.device)
+    if device.startswith("cuda:"):
+        raise ValueError(f"device={device!r}: a Ray task sees only the GPU it was given, as 'cuda'; use device='cuda' "
+                         "or 'auto'")
+    if device == "cuda" and not gpus_per_task:
+        raise ValueError("device='cuda' with gpus_per_task=0: Ray hides every GPU from such tasks; give "
+                         "--gpus-per-task 1 (or device='auto'/'cpu')")
+    if device == "auto":
+        return "cuda" if gpus_per_task > 0 else "cpu"
+    return _torch_device(device).type
 
 
 def plan_sweep(spec: SweepSpec, *, executor: str = "local", gpus_per_task: float = 0,
                cache_dir: str | Path | None = None) -> tuple[list[PreparedRun], list[FoldTask]]:
-    """Prepare every run of `spec` (corpus, folds, run directory) and list its fold tasks.
+    """Prepare every run of `spec` (corpus, folds, run directory, features) and list its fold tasks.
 
-    Models are resolved here, once (tiny.en is converted; a hub model must be in the local cache or
-    `allow_download` set), so concurrent tasks never race to write the same model folder.
+    Models are resolved and features computed here, once (tiny.en is converted; a hub model must be in the cache or
+    `allow_download` set), so concurrent tasks never race to write them. Frozen-encoder outputs need the model on
+    a GPU, so the first frozen task of a run computes them (tasks that start together may each do so once).
     """
     cache = cache_root(cache_dir).resolve()  # absolute: workers on other processes or nodes see the same path
-    configs = [_pin_device(c, executor, gpus_per_task) for c in spec.configs()]
+    configs = spec.configs()
     for model in dict.fromkeys(c.model for c in configs):
         resolve_whisper_source(model, allow_download=configs[0].allow_download, cache_dir=cache)
-    runs = [prepare_run(config, cache_dir=cache) for config in configs]
+    runs = [prepare_run(c, cache_dir=cache, device_type=_task_device_type(c, executor, gpus_per_task))
+            for c in configs]
+    for run in progress(runs, desc="features", unit="run", leave=False):
+        run_features(run, load=False)  # log-mel features once per corpus and input length, before any task starts
     tasks = [FoldTask(r, i, f"{run.run_dir.name}/{fold.name}") for r, run in enumerate(runs)
              for i, fold in enumerate(run.folds)]
     return runs, tasks
@@ -161,8 +171,8 @@ def run_fold_task(run: PreparedRun, fold_index: int) -> dict:
         log.info("task %s/%s starts on %s (pid %d)", run.run_dir.name, fold_dir.name, platform.node(), os.getpid())
         result = train_run_fold(run, fold_index)
         log.info("task finished in %.1f s", time.time() - started)
-        return dict(fold=result["fold"], test_uar=result["test_uar"], host=platform.node(), started=started,
-                    finished=time.time())
+        return dict(fold=result["fold"], test_uar=result["test_uar"], host=platform.node(), pid=os.getpid(),
+                    started=started, finished=time.time())
     except BaseException:
         log.error("task failed:\n%s", traceback.format_exc())
         raise
@@ -178,7 +188,7 @@ class _Status:
     def __init__(self, path: Path, spec: SweepSpec, runs: list[PreparedRun], tasks: list[FoldTask], executor: str):
         self.path, self.spec, self.executor = path, spec, executor
         self.rows = {t.name: dict(name=t.name, state="pending", attempts=0, seconds=None, error=None, host=None,
-                                  started=None, finished=None,
+                                  pid=None, started=None, finished=None,
                                   log=str(runs[t.run_index].run_dir / runs[t.run_index].folds[t.fold_index].name
                                           / "train.log")) for t in tasks}
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,11 +213,16 @@ class _Status:
 def _where(summary) -> dict:
     """Host and wall-clock span of a finished task, from the summary it returned."""
     summary = summary if isinstance(summary, dict) else {}
-    return {k: summary.get(k) for k in ("host", "started", "finished")}
+    return {k: summary.get(k) for k in ("host", "pid", "started", "finished")}
 
 
 def _describe(err: BaseException) -> str:
-    cause = getattr(err, "cause", None) or err  # Ray wraps a task's exception; its cause is the original
+    """`Type: message` of a task's error (for a Ray task, of the exception raised inside it)."""
+    try:
+        from ray.exceptions import RayTaskError
+    except ImportError:
+        RayTaskError = ()  # noqa: N806
+    cause = err.cause if RayTaskError and isinstance(err, RayTaskError) and err.cause is not None else err
     return f"{type(cause).__name__}: {cause}".strip()[:2000]
 
 
@@ -224,15 +239,13 @@ def run_sweep(spec: SweepSpec, *, executor: str = "local", address: str | None =
         raise ValueError(f"executor={executor!r}; choose one of {EXECUTORS}")
     if retries < 0:
         raise ValueError(f"retries={retries} must be 0 or more")
-    started_ray = False
-    if executor == "ray":
-        started_ray = _connect_ray(address)
-        if gpus_per_task is None:
+    started_ray = executor == "ray" and _connect_ray(address)
+    try:
+        if executor == "ray" and gpus_per_task is None:
             import ray
 
             gpus_per_task = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    gpus_per_task = gpus_per_task or 0
-    try:
+        gpus_per_task = gpus_per_task or 0
         runs, tasks = plan_sweep(spec, executor=executor, gpus_per_task=gpus_per_task, cache_dir=cache_dir)
         status = _Status(cache_root(cache_dir) / "sweeps" / spec.sweep_id() / "status.json", spec, runs, tasks,
                          executor)
@@ -244,11 +257,18 @@ def run_sweep(spec: SweepSpec, *, executor: str = "local", address: str | None =
                 todo.append(t)
         logger.info("sweep %s: %d runs, %d fold tasks, %d already finished, %d to run with %s", spec.sweep_id(),
                     len(runs), len(tasks), len(tasks) - len(todo), len(todo), executor)
-        if executor == "local":
-            _run_local(runs, todo, status, retries, task)
-        else:
-            _run_ray(runs, todo, status, retries, task, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task)
-        return SweepReport(runs, status.frame(), status.path)
+        try:
+            if executor == "local":
+                _run_local(runs, todo, status, retries, task)
+            else:
+                _run_ray(runs, todo, status, retries, task, gpus_per_task=gpus_per_task, cpus_per_task=cpus_per_task)
+        finally:  # interrupted or not, status.json says what is finished and what is not
+            for name, row in status.rows.items():
+                if row["state"] in ("running", "retrying", "pending"):
+                    status.set(name, state="interrupted")
+        report = SweepReport(runs, status.frame(), status.path)
+        report.results()  # folds.csv and summary.csv of every finished run, as a sequential run writes them
+        return report
     finally:
         if started_ray:
             import ray
@@ -283,7 +303,7 @@ def _connect_ray(address: str | None) -> bool:
     try:
         import ray
     except ImportError as err:
-        raise ImportError("executor='ray' needs Ray: pip install 'ray==2.60.0' (the same version on every node)") from err
+        raise ImportError("executor='ray' needs Ray: pip install 'ray==2.60.0' (the same on every node)") from err
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -326,8 +346,8 @@ def _run_ray(runs, todo, status: _Status, retries: int, task, *, gpus_per_task: 
                     continue
                 status.set(t.name, state="failed", error=_describe(err), seconds=time.perf_counter() - start[t.name])
             else:
-                status.set(t.name, state="done", error=None, seconds=time.perf_counter() - start[t.name],
-                           **_where(summary))
+                where = _where(summary)  # time on the worker, not in Ray's queue
+                status.set(t.name, state="done", error=None, seconds=where["finished"] - where["started"], **where)
             bar.update(1)
             bar.set_postfix(status.counts())
     finally:

@@ -166,6 +166,7 @@ def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: n
     contributions), "pooled" (pooled states, logit lens and t-SNE), "lora" (LoRA matrices, SVD and CKA; their
     gradients only with `with_gradients`); the book keeps all three from one pass.
     """
+    parts = (parts,) if isinstance(parts, str) else tuple(parts)
     unknown = sorted(set(parts) - set(TRACE_PARTS))
     if unknown or not parts:
         raise ValueError(f"parts={tuple(parts)}: choose one or more of {TRACE_PARTS}")

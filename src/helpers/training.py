@@ -17,6 +17,7 @@ import os
 import platform
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,13 +33,14 @@ from .corpora import load_audio, read_iemocap, read_manifest, validate_corpus
 from .demo_corpus import DemoCorpusSettings, load_demo_corpus
 from .device import autocast, pick_device, resolve_precision
 from .metrics import classification_scores, summarize_folds
-from .models import (EMOTIONS, ModelSpec, build_classifier, extract_features, load_whisper_classifier, save_classifier,
-                     whisper_feature_extractor)
+from .models import (EMOTIONS, ModelSpec, build_classifier, extract_features, load_whisper_classifier,
+                     resolve_whisper_source, save_classifier, whisper_feature_extractor)
 from .paths import cache_root
 from .protocols import Fold, make_folds, save_folds
 
 __all__ = ["RunResults", "PreparedRun", "prepare_run", "train_run_fold", "collect_run", "run_cross_validation",
-           "load_corpus", "fit_max_seconds", "feature_key", "compute_features", "pooled_encoder_outputs",
+           "load_corpus", "fit_max_seconds", "feature_key", "compute_features", "run_features",
+           "pooled_encoder_outputs",
            "frozen_encoder_outputs", "head_logits", "run_dir_for", "speed_settings", "train_fold", "TRAINING_FORMAT"]
 
 METRICS = ("uar", "war", "macro_f1")
@@ -93,11 +95,15 @@ def feature_key(table: pd.DataFrame, extractor) -> str:
     return _fingerprint([data_fingerprint(table), extractor.to_dict()])
 
 
-def compute_features(table: pd.DataFrame, extractor, *, cache_dir: str | Path | None = None) -> torch.Tensor:
-    """Log-mel features of every utterance, (N, n_mels, frames), computed once and cached as safetensors."""
+def compute_features(table: pd.DataFrame, extractor, *, cache_dir: str | Path | None = None,
+                     load: bool = True) -> torch.Tensor | None:
+    """Log-mel features of every utterance, (N, n_mels, frames), computed once and cached as safetensors.
+
+    `load=False` only makes sure the cache file exists (a sweep driver prepares it for its workers).
+    """
     path = cache_root(cache_dir) / "features" / f"{feature_key(table, extractor)}.safetensors"
     if path.is_file():
-        return load_file(path)["features"]
+        return load_file(path)["features"] if load else None
     chunks = []
     for start in progress(range(0, len(table), 32), desc="features", unit="batch", leave=False):
         waves = [load_audio(p) for p in table["path"].iloc[start:start + 32]]
@@ -138,21 +144,26 @@ def _device_type(requested: str) -> str:
     return pick_device("auto").type if requested in ("auto", None) else torch.device(requested).type
 
 
-def run_dir_for(config: RunConfig, fingerprint: str, *, cache_dir: str | Path | None = None) -> Path:
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    return dict(helpers=__version__, torch=torch.__version__, transformers=transformers.__version__,
+                peft=peft.__version__)
+
+
+def run_dir_for(config: RunConfig, fingerprint: str, *, cache_dir: str | Path | None = None,
+                device_type: str | None = None) -> Path:
     """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions
     (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
 
     `max_folds` is left out: folds are independent, so runs that differ only in how many folds they train share
     one directory and reuse each other's finished folds.
     """
-    import peft
-    import transformers
-
     defining = {k: v for k, v in asdict(config).items()
                 if k not in ("profile", "allow_download", "max_folds", "device")}  # the device type is hashed below
-    versions = dict(helpers=__version__, torch=torch.__version__, transformers=transformers.__version__,
-                    peft=peft.__version__)
-    key = _fingerprint([defining, fingerprint, _device_type(config.device), versions, TRAINING_FORMAT])
+    key = _fingerprint([defining, fingerprint, device_type or _device_type(config.device), _versions(),
+                        TRAINING_FORMAT])
     return cache_root(cache_dir) / "runs" / f"{config.mode}-{config.protocol}-{key}"
 
 
@@ -168,8 +179,8 @@ def _load_trainable(model, state: dict[str, torch.Tensor]) -> None:
 
 
 def _tmp_for(path: Path) -> Path:
-    """A temporary sibling unique to this process: concurrent sweep tasks never write the same temporary file."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A temporary sibling unique to this write: concurrent sweep tasks, on any host, never share one."""
+    return path.with_name(f".{path.name}.{platform.node()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -195,10 +206,11 @@ class _FoldTrainer:
     """Trains one fold: the trainable module, its batches and evaluation differ by mode."""
 
     def __init__(self, config: RunConfig, fold_index: int, spec: ModelSpec, device: torch.device,
-                 inputs: torch.Tensor, frozen_encoder_out: torch.Tensor | None):
+                 inputs: torch.Tensor | None, frozen_encoder_out: torch.Tensor | None,
+                 cache_dir: str | Path | None = None):
         self.config, self.device, self.inputs = config, device, inputs
         self.model = build_classifier(spec, seed=config.seed + fold_index, allow_download=config.allow_download,
-                                      attention=config.attention)
+                                      attention=config.attention, cache_dir=cache_dir)
         if config.mode == "frozen":
             self.model.requires_grad_(False)
             self.head = torch.nn.ModuleDict(dict(projector=self.model.projector, classifier=self.model.classifier))
@@ -214,7 +226,10 @@ class _FoldTrainer:
         if self.hidden is not None:
             return head_logits(self.head["projector"], self.head["classifier"],
                                self.hidden[idx].to(self.device, non_blocking=True))
-        return self.forward(input_features=self.inputs[idx].to(self.device, non_blocking=True)).logits
+        batch = self.inputs[idx]
+        if self.device.type == "cuda":  # a page-locked batch copies to the GPU asynchronously
+            batch = batch.pin_memory()
+        return self.forward(input_features=batch.to(self.device, non_blocking=True)).logits
 
     @torch.no_grad()
     def predict(self, idx: torch.Tensor) -> np.ndarray:
@@ -226,16 +241,28 @@ class _FoldTrainer:
         return torch.cat(preds).numpy()
 
 
+_CHECKPOINT_FILES = ("state.pt", "trainable.safetensors", "best.safetensors")
+
+
+def _complete_checkpoint(fold_dir: Path) -> Path | None:
+    """The fold's last complete epoch checkpoint (`checkpoint/`, else a set-aside `checkpoint.old/`), or None."""
+    for name in ("checkpoint", "checkpoint.old"):
+        folder = fold_dir / name
+        if all((folder / f).is_file() for f in _CHECKPOINT_FILES):
+            return folder
+    return None
+
+
 def train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelSpec,
-                index_of: dict[str, int], labels: torch.Tensor, inputs: torch.Tensor,
-                frozen_out: torch.Tensor | None, device: torch.device) -> dict:
+               index_of: dict[str, int], labels: torch.Tensor, inputs: torch.Tensor | None,
+               frozen_out: torch.Tensor | None, device: torch.device, *, cache_dir: str | Path | None = None) -> dict:
     """Train one fold in `fold_dir` (resuming its checkpoint), pick the epoch on validation UAR, test it: a result.
 
     `inputs` are the log-mel features of every clip in the corpus, rows indexed by `index_of[utterance]`;
     `frozen_out` their pooled frozen-encoder outputs in frozen mode (None for LoRA).
     """
     n_classes = len(EMOTIONS)
-    trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out)
+    trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out, cache_dir)
     params = [p for p in trainer.trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     train_idx = torch.tensor([index_of[u] for u in fold.train])
@@ -250,8 +277,8 @@ def train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, s
     torch.manual_seed(config.seed + fold_index)  # LoRA dropout draws from the global RNG
     history, best, start_epoch, train_seconds = [], None, 0, 0.0
 
-    ckpt = fold_dir / "checkpoint"
-    if (ckpt / "state.pt").is_file():  # resume an interrupted fold where its last finished epoch left it
+    ckpt = _complete_checkpoint(fold_dir)
+    if ckpt is not None:  # resume an interrupted fold where its last finished epoch left it
         state = torch.load(ckpt / "state.pt", weights_only=True)
         _load_trainable(trainer.trainable, load_file(ckpt / "trainable.safetensors"))
         optimizer.load_state_dict(state["optimizer"])
@@ -263,6 +290,10 @@ def train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, s
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         history, start_epoch, train_seconds = json.loads(state["history"]), int(state["epoch"]), float(state["seconds"])
         best = json.loads(state["best"])
+        if ckpt.name != "checkpoint":  # killed between the two renames of a swap: the set-aside one is complete
+            shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+            os.replace(ckpt, fold_dir / "checkpoint")
+    ckpt = fold_dir / "checkpoint"
     for epoch in progress(range(start_epoch, config.epochs), desc=f"{fold.name} epochs", leave=False,
                           initial=start_epoch, total=config.epochs):
         trainer.trainable.train()
@@ -313,8 +344,14 @@ def train_fold(config: RunConfig, fold: Fold, fold_index: int, fold_dir: Path, s
                         cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                         epoch=epoch + 1, seconds=train_seconds, history=json.dumps(history), best=json.dumps(best)),
                    new / "state.pt")
-        shutil.rmtree(ckpt, ignore_errors=True)
+        # never a moment without a complete checkpoint on disk: the old one is set aside, not deleted, until the
+        # new one is in place (a killed task resumes from whichever is complete)
+        old = fold_dir / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if ckpt.exists():
+            os.replace(ckpt, old)
         os.replace(new, ckpt)
+        shutil.rmtree(old, ignore_errors=True)
 
     _load_trainable(trainer.trainable, load_file(ckpt / "best.safetensors"))
     test_scores = classification_scores(labels[test_idx].numpy(), trainer.predict(test_idx), n_classes=n_classes)
@@ -355,7 +392,7 @@ def speed_settings(config: RunConfig, device: torch.device, max_seconds: int) ->
     """What made this run fast or slow, as it actually took effect on `device` (saved with every fold's result)."""
     cuda = device.type == "cuda"
     return dict(device=str(device), precision=str(resolve_precision(device, config.precision)).replace("torch.", ""),
-                loss_scaling=cuda and resolve_precision(device, config.precision) == torch.float16,
+                loss_scaling=resolve_precision(device, config.precision) == torch.float16,
                 attention=config.attention, compile=config.compile and config.mode == "lora",
                 tf32=config.tf32 if cuda else "n/a (not CUDA)", pinned_memory=cuda, input_seconds=max_seconds,
                 batches="fixed length: every clip padded or cut to input_seconds (Whisper's encoder takes one length)",
@@ -394,12 +431,18 @@ class PreparedRun:
         return (self.run_dir / self.folds[fold_index].name / "result.json").is_file()
 
 
-def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None) -> PreparedRun:
-    """Load and validate the corpus, make the folds, and write the run's config, folds and run.json."""
+def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
+                device_type: str | None = None) -> PreparedRun:
+    """Load and validate the corpus, make the folds, and write the run's config, folds and run.json.
+
+    `device_type` names the device the folds will train on when that is not this machine's (a sweep driver without
+    the cluster's GPUs); by default it is what `config.device` means here.
+    """
     table = load_corpus(config, cache_dir=cache_dir)
     max_seconds = config.max_seconds or fit_max_seconds(table["duration"])
     fingerprint = data_fingerprint(table)
-    run_dir = run_dir_for(config, fingerprint, cache_dir=cache_dir)
+    device_type = device_type or _device_type(config.device)
+    run_dir = run_dir_for(config, fingerprint, cache_dir=cache_dir, device_type=device_type)
     run_dir.mkdir(parents=True, exist_ok=True)
     _atomic_json(run_dir / "config.json", json.loads(config.to_json()))
     folds = make_folds(table, config.protocol)
@@ -411,22 +454,44 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None) -> Pr
                     len(table))
     _atomic_json(run_dir / "run.json", dict(data_fingerprint=fingerprint, max_seconds=max_seconds,
                                             clips_cut_at_max_seconds=truncated,
-                                            device=_device_type(config.device), n_utterances=len(table),
+                                            device=device_type, n_utterances=len(table),
                                             validation=table.attrs.get("validation"),
                                             dropped_labels=table.attrs.get("dropped_labels", {}),
                                             platform=platform.platform(), python=platform.python_version()))
     return PreparedRun(config, run_dir, table, folds, max_seconds, cache_dir)
 
 
+def run_features(run: PreparedRun, *, load: bool = True) -> tuple[torch.Tensor | None, str]:
+    """Log-mel features of every clip of the run (computed once, cached) and their cache key.
+
+    Only the model's config is read (not its weights): the extractor depends on the mel bins and the input length.
+    """
+    from transformers import WhisperConfig
+
+    source = resolve_whisper_source(run.config.model, allow_download=run.config.allow_download,
+                                    cache_dir=run.cache_dir)
+    extractor = whisper_feature_extractor(WhisperConfig.from_pretrained(source), run.max_seconds)
+    features = compute_features(run.table, extractor, cache_dir=run.cache_dir, load=load)
+    return features, feature_key(run.table, extractor)
+
+
 def frozen_encoder_outputs(config: RunConfig, inputs: torch.Tensor, features_key: str, max_seconds: int,
                            device: torch.device, *, cache_dir: str | Path | None = None) -> torch.Tensor:
-    """`pooled_encoder_outputs` of the frozen pretrained encoder for every clip, computed once and cached on disk."""
-    key = _fingerprint([features_key, config.model, max_seconds, device.type, config.precision, config.attention])
+    """`pooled_encoder_outputs` of the frozen pretrained encoder for every clip, computed once and cached on disk.
+
+    The key covers what the numbers depend on: the features, the model's files, the input length, the device type,
+    the dtype autocast resolves to there, TF32, the attention kernel, and the library versions.
+    """
+    source = resolve_whisper_source(config.model, allow_download=config.allow_download, cache_dir=cache_dir)
+    weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(source).glob("*.safetensors"))
+    key = _fingerprint([features_key, str(source), weights, max_seconds, device.type,
+                        str(resolve_precision(device, config.precision)), config.tf32 and device.type == "cuda",
+                        config.attention, _versions(), TRAINING_FORMAT])
     path = cache_root(cache_dir) / "encoder_outputs" / f"{key}.safetensors"
     if path.is_file():
         return load_file(path)["pooled"]
     probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download,
-                                    attention=config.attention)
+                                    attention=config.attention, cache_dir=cache_dir)
     pooled = pooled_encoder_outputs(probe.encoder, inputs, device=device, precision=config.precision)
     _atomic_tensors(path, {"pooled": pooled.contiguous()})
     return pooled
@@ -445,23 +510,19 @@ def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
         return json.loads(result_path.read_text())
     device = pick_device(config.device)
     with _matmul_precision(device, config.tf32):
-        probe = load_whisper_classifier(config.model, max_seconds=run.max_seconds,
-                                        allow_download=config.allow_download, attention=config.attention)
-        extractor = whisper_feature_extractor(probe.config, run.max_seconds)
-        del probe
-        inputs = compute_features(run.table, extractor, cache_dir=run.cache_dir)
+        inputs, features_key = run_features(run)
         frozen_out = None
         if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
-            frozen_out = frozen_encoder_outputs(config, inputs, feature_key(run.table, extractor), run.max_seconds,
-                                                device, cache_dir=run.cache_dir)
-        if device.type == "cuda":  # page-locked host memory: batches copy to the GPU asynchronously
-            inputs = inputs.pin_memory()
+            frozen_out = frozen_encoder_outputs(config, inputs, features_key, run.max_seconds, device,
+                                                cache_dir=run.cache_dir)
+            inputs = None  # the head trains on the pooled outputs only
         spec = ModelSpec(source=config.model, labels=EMOTIONS, max_seconds=run.max_seconds,
                          lora=config.lora if config.mode == "lora" else None)
         index_of = {u: i for i, u in enumerate(run.table["utterance"])}
         labels = torch.tensor([EMOTIONS.index(label) for label in run.table["label"]])
         fold_dir.mkdir(exist_ok=True)
-        result = train_fold(config, fold, fold_index, fold_dir, spec, index_of, labels, inputs, frozen_out, device)
+        result = train_fold(config, fold, fold_index, fold_dir, spec, index_of, labels, inputs, frozen_out, device,
+                            cache_dir=run.cache_dir)
     _atomic_json(result_path, result)
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
     logger.info("%s: UAR %.3f WAR %.3f F1 %.3f (epoch %d, %.1f clips/s)", fold.name, result["test_uar"],
@@ -476,6 +537,11 @@ def collect_run(run: PreparedRun) -> RunResults:
         raise RuntimeError(f"{run.run_dir}: folds {missing} have no result.json yet; train them first "
                            "(run_cross_validation or a sweep)")
     results = [json.loads((run.run_dir / f.name / "result.json").read_text()) for f in run.folds]
+    mixed = {(r.get("speed", {}).get("device", "?").split(":")[0], r.get("speed", {}).get("precision", "?"))
+             for r in results}
+    if len(mixed) > 1:  # e.g. a Ray cluster whose GPUs resolve precision="auto" differently (bf16 vs fp16)
+        raise RuntimeError(f"{run.run_dir}: its folds were trained on different devices/precisions {sorted(mixed)}; "
+                           "set precision explicitly (e.g. precision='bf16') so all folds compute alike")
     rows, summary = _tables(results)
     # on disk: every finished fold in this directory (runs differing only in max_folds share it)
     everything = [json.loads(p.read_text()) for p in run.run_dir.glob("*/result.json")]
