@@ -4,7 +4,7 @@ Both variants run the same tasks on warm caches (corpus, features and frozen-enc
 warm-up sweep); they differ only in the seed, so neither finds the other's folds finished. The Ray time includes
 starting the local Ray instance and its worker processes; each Ray task gets 1 CPU thread, the local executor all.
 
-    python benchmarks/bench_sweep.py [--epochs 3] [--workers 2]
+    python benchmarks/bench_sweep.py [--epochs 20] [--workers 2]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from helpers.sweep import SweepSpec, run_sweep
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=20, help="per task: enough work that start-up is not all")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     import ray

@@ -31,7 +31,8 @@ from .config import RunConfig, make_config
 from .models import resolve_whisper_source
 from .paths import cache_root
 from .progress import progress
-from .training import PreparedRun, RunResults, collect_run, prepare_run, run_features, train_run_fold
+from .training import (PreparedRun, RunResults, _atomic_json, collect_run, prepare_run, run_features,
+                       train_run_fold)
 
 __all__ = ["SweepSpec", "FoldTask", "SweepReport", "plan_sweep", "run_fold_task", "run_sweep", "EXECUTORS"]
 
@@ -198,9 +199,7 @@ class _Status:
         counts = pd.Series([r["state"] for r in self.rows.values()]).value_counts().to_dict()
         payload = dict(spec=asdict(self.spec), executor=self.executor, counts=counts, tasks=list(self.rows.values()),
                        updated=time.strftime("%Y-%m-%d %H:%M:%S"))
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(payload, indent=2, default=str))
-        os.replace(tmp, self.path)
+        _atomic_json(self.path, payload, default=str)
 
     def counts(self) -> dict[str, int]:
         states = [r["state"] for r in self.rows.values()]

@@ -183,9 +183,9 @@ def _tmp_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{platform.node()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
-def _atomic_json(path: Path, obj) -> None:
+def _atomic_json(path: Path, obj, *, default=float) -> None:
     tmp = _tmp_for(path)
-    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    tmp.write_text(json.dumps(obj, indent=2, default=default))  # numpy scalars become plain numbers
     os.replace(tmp, path)
 
 
