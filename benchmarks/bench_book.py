@@ -50,9 +50,7 @@ def main() -> None:
               for name in first_chapters]
     lines += [f"| whole build (chapters + jupyter-book) | {first:.1f} | {again:.1f} |",
               f"| ratio first / rebuild | | {first / again:.1f}x |"]
-    text = "\n".join(lines)
-    print(text)
-    write_benchmark("book", text)
+    write_benchmark("book", lines)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ def main() -> None:
         warm = time.perf_counter() - start
     table = (f"| clips | first build (s) | clips/s | cached reuse (s) |\n|---|---|---|---|\n"
              f"| {n} | {cold:.2f} | {n / cold:.0f} | {warm:.4f} |")
-    print(table)
     write_benchmark("demo_corpus", table)
 
 

@@ -132,9 +132,7 @@ def main() -> None:
               f"(range {min(our_uars):.3f}-{max(our_uars):.3f}) |",
               f"| ratio ours / official (UAR: difference of the means) | {our_rate / base_rate:.1f}x | "
               f"{np.mean(our_uars) - base_uar:+.3f} |"]
-    text = "\n".join(lines)
-    print(text)
-    write_benchmark("official_recipe", text)
+    write_benchmark("official_recipe", lines)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,7 @@ def main() -> None:
              f"{local_seconds / ray_seconds:.2f}x |",
              f"| ray without ray.init (its workers still start cold) | {ray_seconds - init_seconds:.1f} | "
              f"{local_seconds / (ray_seconds - init_seconds):.2f}x |"]
-    text = "\n".join(lines)
-    print(text)
-    write_benchmark("sweep", text)
+    write_benchmark("sweep", lines)
 
 
 if __name__ == "__main__":

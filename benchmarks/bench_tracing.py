@@ -96,9 +96,7 @@ def main() -> None:
         r = results[variant]
         lines.append(f"| ratio {variant} / shared | | {r['seconds'] / shared['seconds']:.1f}x | "
                      f"{r['peak_rss_mb'] / shared['peak_rss_mb']:.2f}x | |")
-    text = "\n".join(lines)
-    print(text)
-    write_benchmark("tracing", text)
+    write_benchmark("tracing", lines)
 
 
 if __name__ == "__main__":

@@ -109,9 +109,7 @@ def main() -> None:
               f"| encoder run every epoch: clips/s over {args.epochs} epochs | {n * args.epochs / every_epoch_total:.1f} |",
               f"| encoder outputs cached once: clips/s over {args.epochs} epochs | {n * args.epochs / cached_total:.1f} |",
               f"| speed-up from caching (ratio) | {every_epoch_total / cached_total:.1f}x |"]
-    text = "\n".join(lines)
-    print(text)
-    write_benchmark("training", text)
+    write_benchmark("training", lines)
 
 
 if __name__ == "__main__":

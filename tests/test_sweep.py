@@ -62,7 +62,7 @@ def test_ray_sweep_equals_the_local_executor_and_a_sequential_run(ray_instance, 
     assert set(remote.tasks["state"]) == {"done"}
     assert remote.tasks["pid"].nunique() >= 2  # two Ray workers shared the four tasks
     assert remote.tasks["pid"].ne(os.getpid()).all()
-    for mine, theirs in zip(local.results(), remote.results()):
+    for mine, theirs in zip(local.results, remote.results):
         assert mine.run_dir.name == theirs.run_dir.name  # the same run directory layout and names
         pd.testing.assert_frame_equal(mine.folds[METRICS], theirs.folds[METRICS])
         for key, value in _adapters(mine.run_dir).items():
@@ -71,9 +71,9 @@ def test_ray_sweep_equals_the_local_executor_and_a_sequential_run(ray_instance, 
         for fold in theirs.folds["fold"]:
             assert "task finished" in (theirs.run_dir / fold / "train.log").read_text()
     # a sequential run of the same config finds the Ray sweep's folds and trains nothing
-    stamps = {p: p.stat().st_mtime_ns for p in remote.results()[0].run_dir.glob("*/result.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in remote.results[0].run_dir.glob("*/result.json")}
     again = run_cross_validation("smoke", cache_dir=tmp_path, mode="lora")
-    assert again.run_dir == remote.results()[0].run_dir and len(stamps) == 2
+    assert again.run_dir == remote.results[0].run_dir and len(stamps) == 2
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert (tmp_path / "features").is_dir() and not any(ray_instance.iterdir())  # nothing in the workers' own cache
 
@@ -104,7 +104,7 @@ def test_failed_tasks_are_retried_then_reported(ray_instance, tiny_en_dir, cache
     assert states["state"].tolist() == ["done", "failed"] and failed["attempts"] == 3
     assert failed["error"] == "ValueError: the second fold always fails"
     assert json.loads(report.status_file.read_text())["counts"] == {"done": 1, "failed": 1}
-    assert report.results() == [] and not report.complete  # an incomplete run is not summarised
+    assert report.results == [] and not report.complete  # an incomplete run is not summarised
 
 
 def test_a_killed_sweep_reruns_only_the_missing_tasks(tiny_en_dir, cache_dir):

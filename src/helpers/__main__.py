@@ -61,7 +61,7 @@ def _sweep(args: argparse.Namespace) -> int:
                        gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task, cache_dir=args.cache_dir)
     print(report.tasks[["name", "state", "attempts", "seconds"]].to_string(index=False))
     print(f"status: {report.status_file}")
-    for run in report.results():
+    for run in report.results:
         print(f"\n{run.config.mode} {run.config.model} {run.config.protocol} r={run.config.rank}: {run.run_dir}")
         print(run.summary.to_string(index=False))
     if len(report.failed):

@@ -53,7 +53,7 @@ def main_runs(profile: str, *, executor: str = "local", address: str | None = No
     if len(report.failed):
         failures = "; ".join(f"{r.name}: {r.error} (log {r.log})" for r in report.failed.itertuples())
         raise RuntimeError(f"{len(report.failed)} fold task(s) failed after retries: {failures}")
-    return {run.config.mode: run for run in report.results()}
+    return {run.config.mode: run for run in report.results}
 
 
 def protocol_runs(profile: str, protocols=("dialog", "speaker", "session"), **overrides) -> list[RunResults]:

@@ -55,11 +55,13 @@ def chapter_timings(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(json.loads(path.read_text()).items(), columns=["chapter", "seconds"])
 
 
-def write_benchmark(name: str, table: str, cache_dir: str | Path | None = None) -> Path:
-    """Store a benchmark's markdown table where the appendix finds it."""
+def write_benchmark(name: str, table: str | list[str], cache_dir: str | Path | None = None) -> Path:
+    """Print a benchmark's markdown table (a string or its lines) and store it where the appendix finds it."""
+    text = table if isinstance(table, str) else "\n".join(table)
+    print(text)
     path = cache_root(cache_dir) / "benchmarks" / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(table)
+    path.write_text(text)
     return path
 
 

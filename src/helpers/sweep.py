@@ -106,6 +106,7 @@ class SweepReport:
     runs: list[PreparedRun]
     tasks: pd.DataFrame  # name, state, attempts, seconds, error, log
     status_file: Path
+    results: list[RunResults]  # every run whose folds are all finished (its folds.csv/summary.csv written)
 
     @property
     def failed(self) -> pd.DataFrame:
@@ -114,10 +115,6 @@ class SweepReport:
     @property
     def complete(self) -> bool:
         return bool(len(self.tasks)) and bool((self.tasks["state"].isin(["done", "skipped"])).all())
-
-    def results(self) -> list[RunResults]:
-        """RunResults of every run whose folds are all finished (the tidy files are written as a sequential run)."""
-        return [collect_run(run) for run in self.runs if all(run.fold_done(i) for i in range(len(run.folds)))]
 
 
 def _task_device_type(config: RunConfig, executor: str, gpus_per_task: float) -> str | None:
@@ -265,9 +262,9 @@ def run_sweep(spec: SweepSpec, *, executor: str = "local", address: str | None =
             for name, row in status.rows.items():
                 if row["state"] in ("running", "retrying", "pending"):
                     status.set(name, state="interrupted")
-        report = SweepReport(runs, status.frame(), status.path)
-        report.results()  # folds.csv and summary.csv of every finished run, as a sequential run writes them
-        return report
+        # folds.csv and summary.csv of every finished run, as a sequential run writes them
+        return SweepReport(runs, status.frame(), status.path,
+                           [collect_run(run) for run in runs if not run.missing_folds()])
     finally:
         if started_ray:
             import ray

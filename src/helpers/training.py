@@ -40,8 +40,8 @@ from .protocols import Fold, make_folds, save_folds
 
 __all__ = ["RunResults", "PreparedRun", "prepare_run", "train_run_fold", "collect_run", "run_cross_validation",
            "load_corpus", "fit_max_seconds", "feature_key", "compute_features", "run_features",
-           "pooled_encoder_outputs",
-           "frozen_encoder_outputs", "head_logits", "run_dir_for", "speed_settings", "train_fold", "TRAINING_FORMAT"]
+           "pooled_encoder_outputs", "frozen_encoder_outputs", "head_logits", "run_dir_for", "speed_settings",
+           "train_fold", "TRAINING_FORMAT"]
 
 METRICS = ("uar", "war", "macro_f1")
 TRAINING_FORMAT = 3  # bump when training code changes what a run computes, so older cached folds are not reused
@@ -390,9 +390,8 @@ class RunResults:
 
 def speed_settings(config: RunConfig, device: torch.device, max_seconds: int) -> dict:
     """What made this run fast or slow, as it actually took effect on `device` (saved with every fold's result)."""
-    cuda = device.type == "cuda"
-    return dict(device=str(device), precision=str(resolve_precision(device, config.precision)).replace("torch.", ""),
-                loss_scaling=resolve_precision(device, config.precision) == torch.float16,
+    cuda, dtype = device.type == "cuda", resolve_precision(device, config.precision)
+    return dict(device=str(device), precision=str(dtype).replace("torch.", ""), loss_scaling=dtype == torch.float16,
                 attention=config.attention, compile=config.compile and config.mode == "lora",
                 tf32=config.tf32 if cuda else "n/a (not CUDA)", pinned_memory=cuda, input_seconds=max_seconds,
                 batches="fixed length: every clip padded or cut to input_seconds (Whisper's encoder takes one length)",
@@ -429,6 +428,10 @@ class PreparedRun:
 
     def fold_done(self, fold_index: int) -> bool:
         return (self.run_dir / self.folds[fold_index].name / "result.json").is_file()
+
+    def missing_folds(self) -> list[str]:
+        """Names of the folds without a result yet."""
+        return [f.name for i, f in enumerate(self.folds) if not self.fold_done(i)]
 
 
 def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
@@ -475,23 +478,26 @@ def run_features(run: PreparedRun, *, load: bool = True) -> tuple[torch.Tensor |
     return features, feature_key(run.table, extractor)
 
 
-def frozen_encoder_outputs(config: RunConfig, inputs: torch.Tensor, features_key: str, max_seconds: int,
-                           device: torch.device, *, cache_dir: str | Path | None = None) -> torch.Tensor:
-    """`pooled_encoder_outputs` of the frozen pretrained encoder for every clip, computed once and cached on disk.
+def frozen_encoder_outputs(run: PreparedRun, device: torch.device) -> torch.Tensor:
+    """`pooled_encoder_outputs` of the frozen pretrained encoder for every clip of the run, cached on disk (the
+    features are loaded only when the outputs are not cached yet).
 
     The key covers what the numbers depend on: the features, the model's files, the input length, the device type,
     the dtype autocast resolves to there, TF32, the attention kernel, and the library versions.
     """
+    config, cache_dir = run.config, run.cache_dir
+    _, features_key = run_features(run, load=False)
     source = resolve_whisper_source(config.model, allow_download=config.allow_download, cache_dir=cache_dir)
     weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(source).glob("*.safetensors"))
-    key = _fingerprint([features_key, str(source), weights, max_seconds, device.type,
+    key = _fingerprint([features_key, str(source), weights, run.max_seconds, device.type,
                         str(resolve_precision(device, config.precision)), config.tf32 and device.type == "cuda",
                         config.attention, _versions(), TRAINING_FORMAT])
     path = cache_root(cache_dir) / "encoder_outputs" / f"{key}.safetensors"
     if path.is_file():
         return load_file(path)["pooled"]
-    probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download,
+    probe = load_whisper_classifier(config.model, max_seconds=run.max_seconds, allow_download=config.allow_download,
                                     attention=config.attention, cache_dir=cache_dir)
+    inputs, _ = run_features(run)
     pooled = pooled_encoder_outputs(probe.encoder, inputs, device=device, precision=config.precision)
     _atomic_tensors(path, {"pooled": pooled.contiguous()})
     return pooled
@@ -510,12 +516,10 @@ def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
         return json.loads(result_path.read_text())
     device = pick_device(config.device)
     with _matmul_precision(device, config.tf32):
-        inputs, features_key = run_features(run)
-        frozen_out = None
         if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
-            frozen_out = frozen_encoder_outputs(config, inputs, features_key, run.max_seconds, device,
-                                                cache_dir=run.cache_dir)
-            inputs = None  # the head trains on the pooled outputs only
+            inputs, frozen_out = None, frozen_encoder_outputs(run, device)  # the head trains on these alone
+        else:
+            (inputs, _), frozen_out = run_features(run), None
         spec = ModelSpec(source=config.model, labels=EMOTIONS, max_seconds=run.max_seconds,
                          lora=config.lora if config.mode == "lora" else None)
         index_of = {u: i for i, u in enumerate(run.table["utterance"])}
@@ -532,7 +536,7 @@ def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
 
 def collect_run(run: PreparedRun) -> RunResults:
     """Results of the run's folds (all must be finished), and folds.csv/summary.csv over every finished fold."""
-    missing = [f.name for i, f in enumerate(run.folds) if not run.fold_done(i)]
+    missing = run.missing_folds()
     if missing:
         raise RuntimeError(f"{run.run_dir}: folds {missing} have no result.json yet; train them first "
                            "(run_cross_validation or a sweep)")
