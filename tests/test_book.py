@@ -83,3 +83,88 @@ def test_chapter_timings_are_recorded(built_book):
     copy, _ = built_book
     timings = json.loads((copy / "book" / "executed" / "timings.json").read_text())
     assert set(timings) == set(CHAPTERS) and all(t > 0 for t in timings.values())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Rerunning chapters as a reader does (issue 12): papermill from the shell, after `make book`, no `interactive`
+
+
+def _printed_rerun_commands() -> list[str]:
+    """Every papermill or book-driver command printed in the README and the book's intro."""
+    commands = []
+    for doc in (ROOT / "README.md", ROOT / "book" / "intro.md"):
+        for line in doc.read_text().splitlines():
+            line = line.split("  #")[0].strip()
+            if line.startswith((".venv/bin/papermill", ".venv/bin/python -m helpers.book")):
+                commands.append(line)
+    return commands
+
+
+def _as_smoke(command: str) -> list[str] | None:
+    """The command on the smoke profile with this interpreter's venv; None for paper-profile (GPU, IEMOCAP) ones."""
+    if "-p profile paper" in command:
+        return None
+    words = command.replace("-p profile demo", "-p profile smoke").split()
+    words[0] = str(Path(sys.executable).with_name(Path(words[0]).name))
+    if words[1:3] == ["-m", "helpers.book"] and "--profile" not in words:
+        words += ["--profile", "smoke"]
+    return words
+
+
+def _run(words: list[str], cwd: Path, cache_dir: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BTS_CACHE_DIR": cache_dir, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(cwd / "src")}
+    env.pop("BTS_WIDGETS", None)
+    return subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _code_outputs(path: Path) -> list:
+    nb = nbformat.read(path, as_version=4)
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def test_the_printed_rerun_commands_complete(built_book, cache_dir):
+    copy, _ = built_book
+    commands = _printed_rerun_commands()
+    assert len(commands) >= 4 and all("--engine helpers" in c for c in commands if "papermill" in c)
+    ran = 0
+    for command in commands:
+        words = _as_smoke(command)
+        if words is None:
+            continue
+        result = _run(words, copy, cache_dir)
+        assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
+        if "papermill" in words[0]:
+            outputs = _code_outputs(copy / words[words.index("--engine") + 3])
+            assert not [o for o in outputs if o.output_type == "error"], command
+        ran += 1
+    assert ran >= 3
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_each_chapter_reruns_headless_with_static_figures(built_book, cache_dir, chapter):
+    """papermill with the documented parameters only: the explorers draw PNGs, no widget is left in the output."""
+    copy, _ = built_book
+    out = copy / f"rerun-{chapter}.ipynb"
+    papermill = str(Path(sys.executable).with_name("papermill"))
+    result = _run([papermill, "--engine", "helpers", f"notebooks/{chapter}.ipynb", str(out), "-p", "profile", "smoke"],
+                  copy, cache_dir, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Unable to parse" not in result.stderr
+    outputs = _code_outputs(out)
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert not [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len([o for o in outputs if "image/png" in o.get("data", {})]) >= FIGURES.get(chapter, 0)
+
+
+def test_a_chapter_with_widgets_on_holds_a_widget_view(built_book, cache_dir):
+    copy, _ = built_book
+    out = copy / "widgets-cka.ipynb"
+    papermill = str(Path(sys.executable).with_name("papermill"))
+    result = _run([papermill, "--engine", "helpers", "notebooks/cka.ipynb", str(out), "-p", "profile", "smoke",
+                   "-p", "interactive", "True"], copy, cache_dir, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    views = [o for o in _code_outputs(out) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert views, "no widget view in the output"
+    state = nbformat.read(out, as_version=4).metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+    model_id = views[-1]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert model_id in state["state"]  # the view's model is saved, so a widget-aware viewer can render it

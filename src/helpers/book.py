@@ -44,12 +44,15 @@ def execute_chapter(name: str, *, profile: str, parameters: dict | None = None, 
     """Run `notebooks/<name>.ipynb` with papermill (static figures); the executed copy goes to `book/executed/`."""
     import papermill
 
+    from .execution import register_engine
+
     source = root / "notebooks" / f"{name}.ipynb"
     if not source.is_file():
         raise FileNotFoundError(f"no chapter {name!r}: {source} does not exist (chapters: {', '.join(CHAPTERS)})")
     target = root / "book" / "executed" / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(str(source), str(target), cwd=str(root), progress_bar=False,
+                               engine_name=register_engine(),  # bounded polls: no hang on a busy machine
                                parameters={"profile": profile, "interactive": False, **(parameters or {})})
     _prepare_for_book(target, name)
     return target

@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import Callable
 
 from .fold_analysis import AnalysisSettings, fold_traces, rank_runs
+from .frontend import live_frontend
+from .progress import quiet_library_progress
 from .training import RunResults, run_cross_validation
 
 __all__ = ["ANALYSIS_DEFAULTS", "PROTOCOL_FOLDS", "parse_ranks", "main_runs", "protocol_runs", "analysis_settings",
@@ -94,13 +96,18 @@ def rank_traces(profile: str, ranks, *, fold: int = 0, analysis: AnalysisSetting
 
 
 def show_settings(**values) -> None:
-    """Display the run settings of a chapter as a small table (the injected parameters cell itself is hidden)."""
+    """Display the run settings of a chapter as a small table (the injected parameters cell itself is hidden).
+
+    Every chapter calls this first; in a headless run it also switches off the libraries' progress widgets.
+    """
     import html
 
     from IPython.display import HTML, display
 
     rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(repr(v))}</code></td></tr>"
                    for k, v in values.items())
+    if not live_frontend():
+        quiet_library_progress()
     display(HTML(f"<p><strong>Run settings</strong></p><table><tr><th>setting</th><th>value</th></tr>{rows}</table>"))
 
 
@@ -122,9 +129,15 @@ def show(fig) -> None:
     display(Image(buffer.getvalue()))
 
 
-def explore(plot: Callable, *, interactive: bool, **controls) -> None:
-    """In Jupyter (`interactive=True`), widgets over `controls` redraw `plot(**values)`; in the book, the figure for
-    the first value of each control, so the static page has a figure and no dead widget."""
+def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> None:
+    """Widgets over `controls` that redraw `plot(**values)`, or the figure for the first value of each control.
+
+    `interactive=None` (every chapter's default) gives widgets only where a person sees them (a live Jupyter front
+    end, `helpers.frontend.live_frontend`) and static figures under papermill or nbconvert, where a widget would be
+    a dead view; True or False forces one or the other.
+    """
+    if interactive is None:
+        interactive = live_frontend()
     if interactive:
         import ipywidgets
 
