@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from helpers.reproducibility import write_benchmark
+from helpers.book.reproducibility import write_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ import argparse
 import tempfile
 import time
 
-from helpers.demo_corpus import DemoCorpusSettings, build_demo_corpus
-from helpers.reproducibility import write_benchmark
+from helpers.book.reproducibility import write_benchmark
+from helpers.data.demo_corpus import DemoCorpusSettings, build_demo_corpus
 
 
 def main() -> None:

@@ -21,13 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from helpers.book.reproducibility import write_benchmark
 from helpers.config import make_config
-from helpers.device import pick_device
-from helpers.metrics import uar
-from helpers.models import EMOTIONS, ModelSpec, build_classifier, whisper_feature_extractor
-from helpers.protocols import Fold, make_folds
-from helpers.reproducibility import write_benchmark
-from helpers.training import compute_features, fit_max_seconds, load_corpus, train_fold
+from helpers.data.features import compute_features, whisper_feature_extractor
+from helpers.data.protocols import Fold, make_folds
+from helpers.labels import EMOTIONS
+from helpers.models.classifier import ModelSpec, build_classifier
+from helpers.training.device import pick_device
+from helpers.training.loop import train_fold
+from helpers.training.metrics import uar
+from helpers.training.runs import fit_max_seconds, load_corpus
 
 
 class _Clips(torch.utils.data.Dataset):
@@ -53,7 +56,7 @@ def _official(train_x, train_y, val_x, val_y, *, epochs, lr, batch, seed) -> tup
                                  disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=_Clips(train_x, train_y),
                           eval_dataset=_Clips(val_x, val_y),
-                          compute_metrics=lambda p: {"uar": uar(p.label_ids, p.predictions.argmax(-1), n_classes=4)})
+                          compute_metrics=lambda p: {"uar": uar(p.label_ids, p.predictions.argmax(-1))})
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
@@ -85,7 +88,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=5e-4, help="both recipes (the demo profile's rate)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of our recipe")
-    parser.add_argument("--official-seeds", type=int, default=1, help="seeds of the official recipe (about 5 min each)")
+    parser.add_argument("--official-seeds", type=int, default=1,
+                        help="seeds of the official recipe (about 5 min each)")
     args = parser.parse_args()
     config = make_config("demo")
     table = load_corpus(config)

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from helpers.reproducibility import write_benchmark
-from helpers.sweep import SweepSpec, run_sweep
+from helpers.book.reproducibility import write_benchmark
+from helpers.training.sweep import SweepSpec, run_sweep
 
 
 def main() -> None:

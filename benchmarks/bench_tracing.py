@@ -36,11 +36,15 @@ def _peak_rss_mb() -> float:
 
 def run_variant(variant: str, clips: int, rank: int) -> dict:
     """Trace the demo analysis set with a LoRA model; return seconds, peak RSS and kept bytes."""
+    from helpers.analysis.sets import select_analysis_set, speech_frames
+    from helpers.analysis.tracing import TRACE_PARTS, trace_model
     from helpers.config import make_config
-    from helpers.models import EMOTIONS, LoraSettings, ModelSpec, build_classifier, whisper_feature_extractor
-    from helpers.protocols import make_folds
-    from helpers.tracing import TRACE_PARTS, redraw_lora, select_analysis_set, speech_frames, trace_model
-    from helpers.training import compute_features, load_corpus
+    from helpers.data.features import compute_features, whisper_feature_extractor
+    from helpers.data.protocols import make_folds
+    from helpers.labels import EMOTIONS
+    from helpers.models.classifier import ModelSpec, build_classifier
+    from helpers.models.lora import LoraSettings, redraw_lora
+    from helpers.training.runs import load_corpus
 
     config = make_config("demo")
     table = load_corpus(config)
@@ -73,7 +77,7 @@ def main() -> None:
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.clips, args.rank)))
         return
-    from helpers.reproducibility import write_benchmark
+    from helpers.book.reproducibility import write_benchmark
 
     results = {}
     for variant in ("per-analysis", "per-need", "shared"):

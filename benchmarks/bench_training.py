@@ -18,10 +18,13 @@ import time
 import numpy as np
 import torch
 
+from helpers.book.reproducibility import write_benchmark
 from helpers.config import make_config
-from helpers.models import EMOTIONS, ModelSpec, build_classifier, load_whisper_classifier, whisper_feature_extractor
-from helpers.reproducibility import write_benchmark
-from helpers.training import compute_features, fit_max_seconds, head_logits, load_corpus, pooled_encoder_outputs
+from helpers.data.features import compute_features, whisper_feature_extractor
+from helpers.labels import EMOTIONS
+from helpers.models.classifier import ModelSpec, build_classifier, load_whisper_classifier
+from helpers.training.frozen import head_logits, pooled_encoder_outputs
+from helpers.training.runs import fit_max_seconds, load_corpus
 
 
 def _head_epochs(model, hidden_for_epoch, labels, epochs: int, batch_size: int) -> float:
@@ -98,16 +101,18 @@ def main() -> None:
     cached = pooled_encoder_outputs(model.encoder, features, device=cpu)
     cache_seconds = time.perf_counter() - start
     cached_total = cache_seconds + _head_epochs(model, lambda: cached, labels, args.epochs, args.batch_size)
-    every_epoch_total = _head_epochs(model, lambda: pooled_encoder_outputs(model.encoder, features, device=cpu), labels,
-                                     args.epochs, args.batch_size)
+    every_epoch = lambda: pooled_encoder_outputs(model.encoder, features, device=cpu)  # noqa: E731
+    every_epoch_total = _head_epochs(model, every_epoch, labels, args.epochs, args.batch_size)
     n = len(labels)
     lines = [f"tiny.en, demo corpus ({n} clips), LoRA r=32 on v_proj, batch {args.batch_size}, fp32, "
              f"{torch.get_num_threads()} CPU threads; {args.steps} timed steps per row after 2 warm-up steps", "",
              "| LoRA training | clips/s | ratio to baseline | warm-up s |", "|---|---|---|---|"]
     lines += [f"| {name} | {rate:.2f} | {rate / base:.1f}x | {warm:.1f} |" for name, rate, warm in rows]
     lines += ["", "| frozen mode, head only | value |", "|---|---|",
-              f"| encoder run every epoch: clips/s over {args.epochs} epochs | {n * args.epochs / every_epoch_total:.1f} |",
-              f"| encoder outputs cached once: clips/s over {args.epochs} epochs | {n * args.epochs / cached_total:.1f} |",
+              f"| encoder run every epoch: clips/s over {args.epochs} epochs "
+              f"| {n * args.epochs / every_epoch_total:.1f} |",
+              f"| encoder outputs cached once: clips/s over {args.epochs} epochs "
+              f"| {n * args.epochs / cached_total:.1f} |",
               f"| speed-up from caching (ratio) | {every_epoch_total / cached_total:.1f}x |"]
     write_benchmark("training", lines)
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from helpers.models import LoraSettings, attach_lora, load_whisper_classifier
+from helpers.models.classifier import load_whisper_classifier
+from helpers.models.lora import LoraSettings, attach_lora
 
 TINY = dict(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6, decoder_attention_heads=6,
             encoder_ffn_dim=1536, decoder_ffn_dim=1536, vocab_size=51864, num_mel_bins=80)
@@ -38,7 +39,7 @@ def random_whisper(folder: Path, dims: dict) -> Path:
 
 
 def smoke_on_device(folder: Path, device: str, cache: Path) -> dict:
-    from helpers.training import run_cross_validation
+    from helpers.training.runs import run_cross_validation
 
     start = time.perf_counter()
     run = run_cross_validation("smoke", model=str(folder), device=device, cache_dir=cache, epochs=2)
@@ -47,7 +48,7 @@ def smoke_on_device(folder: Path, device: str, cache: Path) -> dict:
 
 
 def logits_agreement(folder: Path, device: str) -> dict:
-    from helpers.device import autocast
+    from helpers.training.device import autocast
 
     model = attach_lora(load_whisper_classifier(str(folder), max_seconds=8, seed=0), LoraSettings(rank=8)).eval()
     with torch.no_grad():
@@ -66,7 +67,7 @@ def logits_agreement(folder: Path, device: str) -> dict:
 
 
 def throughput(dims: dict, seconds: int, device: str, *, batch: int, steps: int, folder: Path) -> dict:
-    from helpers.device import autocast
+    from helpers.training.device import autocast
 
     model = attach_lora(load_whisper_classifier(str(folder), max_seconds=seconds, seed=0), LoraSettings()).to(device)
     model.train()

@@ -37,7 +37,7 @@ def cache_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_en_dir(cache_dir):
-    from helpers.models import convert_tiny_en
+    from helpers.models.weights import convert_tiny_en
 
     return convert_tiny_en(cache_dir=cache_dir)
 
@@ -45,7 +45,7 @@ def tiny_en_dir(cache_dir):
 @pytest.fixture(scope="session")
 def spoken():
     """Two synthesized sentences that Whisper tiny.en transcribes word for word, at 16 kHz."""
-    from helpers.speech_synthesis import Prosody, synthesize_batch
+    from helpers.data.speech_synthesis import Prosody, synthesize_batch
 
     texts = ["I never said she stole my money.", "Please open the window before the meeting starts."]
     return texts, synthesize_batch([(t, Prosody(voice="en-us", rate=150)) for t in texts])

@@ -1,65 +1,82 @@
 """Run configuration as data: one frozen dataclass, three profiles (`smoke`, `demo`, `paper`), keyword overrides.
 
-Every field can be overridden from papermill (`-p epochs 3`) or the CLI (`--epochs 3`); the resolved config is saved
-as JSON beside every result, and its hash names the run directory.
+Every field carries its help text (dataclass field metadata, as peft's configs do): the CLI's flags
+(`python -m helpers train --help`) and the README's settings table are generated from it. Every field can be
+overridden from papermill (`-p epochs 3`), the CLI (`--epochs 3`) or Python (`make_config("demo", epochs=3)`); the
+resolved config is saved as JSON beside every result, and its hash names the run directory.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
-from .models import ATTENTION_KERNELS, ATTENTION_PROJECTIONS, LoraSettings
-from .protocols import PROTOCOLS
+from .data.protocols import PROTOCOLS
+from .io import parse_list
+from .models.classifier import ATTENTION_KERNELS
+from .models.lora import ATTENTION_PROJECTIONS, LoraSettings
 
-__all__ = ["RunConfig", "PROFILES", "make_config"]
+__all__ = ["RunConfig", "PROFILES", "make_config", "setting_help", "settings_table"]
 
 Mode = Literal["lora", "frozen"]
+_LORA = LoraSettings()  # the one place LoRA defaults are written
+
+
+def _setting(default: Any, help: str, *, choices: tuple | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a cross-validation run."""
 
-    profile: str = "demo"
-    model: str = "tiny.en"            # "tiny.en", a Hugging Face id (openai/whisper-large-v2) or a local HF folder
-    data: str = "demo"                # "demo", an IEMOCAP_full_release folder, or a CSV manifest
-    protocol: str = "speaker"         # speaker | session | dialog (see helpers.protocols)
-    mode: Mode = "lora"               # lora: LoRA + head; frozen: head on cached frozen-encoder outputs
-    max_seconds: int = 0              # input length; 0 = fitted to the longest clip (ceil, at most 30)
-    rank: int = 32
-    alpha: int = 64
-    dropout: float = 0.1
-    target_modules: tuple[str, ...] = ("v_proj",)
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 5e-5
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0        # gradient clipping, 0 = off (1.0: the HF Trainer default the official code ran)
-    seed: int = 42
-    max_folds: int = 0                # 0 = all folds; n = the first n folds (sorted by name)
-    demo_speakers: int = 12
-    demo_clips: int = 6               # clips per speaker and emotion
-    demo_seed: int = 0
-    on_bad: str = "error"             # error | skip (see helpers.corpora.validate_corpus)
-    device: str = "auto"
-    precision: str = "auto"           # auto | fp32 | bf16 | fp16 (autocast; fp32 on CPU by default)
-    attention: str = "sdpa"           # sdpa (fused scaled-dot-product attention) | eager
-    compile: bool = False             # torch.compile the model (about 30 s of compiling first; small gain on CPU)
-    tf32: bool = True                 # TF32 matmuls for fp32 work on CUDA (no effect elsewhere)
-    allow_download: bool = False
+    profile: str = _setting("demo", "the profile these settings start from", choices=("smoke", "demo", "paper"))
+    model: str = _setting("tiny.en", "Whisper: tiny.en (offline), a Hugging Face id such as openai/whisper-large-v2, "
+                                     "or a local Hugging Face folder")
+    data: str = _setting("demo", "corpus: demo (synthetic, made on the spot), an IEMOCAP_full_release folder, or a "
+                                 "CSV manifest with path,label,speaker[,session,dialog]")
+    protocol: str = _setting("speaker", "folds: speaker (leave one speaker out), session (leave one session out), "
+                                        "dialog (the official code's leaky folds)", choices=PROTOCOLS)
+    mode: Mode = _setting("lora", "lora: LoRA + projector + classifier; frozen: projector + classifier on cached "
+                                  "frozen-encoder outputs", choices=("lora", "frozen"))
+    max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits the longest clip")
+    rank: int = _setting(_LORA.rank, "LoRA rank r")
+    alpha: int = _setting(_LORA.alpha, "LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = _setting(_LORA.dropout, "LoRA dropout on the adapter input")
+    target_modules: tuple[str, ...] = _setting(_LORA.target_modules, "LoRA targets, comma-separated from q_proj, "
+                                               "k_proj, v_proj, out_proj, fc1, fc2; 'attention' for the first four")
+    epochs: int = _setting(20, "training epochs per fold")
+    batch_size: int = _setting(8, "clips per optimizer step")
+    lr: float = _setting(5e-5, "AdamW learning rate (linear decay to 0, no warm-up)")
+    weight_decay: float = _setting(0.0, "AdamW weight decay")
+    max_grad_norm: float = _setting(1.0, "gradient clipping norm, 0 = off (1.0: the HF Trainer default the "
+                                         "official code ran with)")
+    seed: int = _setting(42, "seed of the head, LoRA and batch order (fold i uses seed + i)")
+    max_folds: int = _setting(0, "train the first n folds (sorted by name); 0 = all")
+    demo_speakers: int = _setting(12, "demo corpus: synthetic speakers")
+    demo_clips: int = _setting(6, "demo corpus: clips per speaker and emotion")
+    demo_seed: int = _setting(0, "demo corpus: seed of its sentences and voices")
+    on_bad: str = _setting("error", "unusable audio: error (stop with a report) or skip (leave out and count)",
+                           choices=("error", "skip"))
+    device: str = _setting("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
+    precision: str = _setting("auto", "autocast dtype: auto (bf16 or fp16 on CUDA, fp32 elsewhere), fp32, bf16, fp16",
+                              choices=("auto", "fp32", "bf16", "fp16"))
+    attention: str = _setting("sdpa", "attention kernel: sdpa (fused scaled-dot-product) or eager",
+                              choices=ATTENTION_KERNELS)
+    compile: bool = _setting(False, "torch.compile the model (about 30 s of compiling first; small gain on CPU)")
+    tf32: bool = _setting(True, "TF32 matmuls for fp32 work on CUDA (no effect elsewhere)")
+    allow_download: bool = _setting(False, "let a Hugging Face id be downloaded if it is not in the local cache")
 
     def __post_init__(self) -> None:
         targets = self.target_modules
-        if isinstance(targets, str):
-            targets = ATTENTION_PROJECTIONS if targets == "attention" else tuple(t.strip() for t in targets.split(","))
+        targets = ATTENTION_PROJECTIONS if targets == "attention" else parse_list(targets, name="target_modules")
         object.__setattr__(self, "target_modules", tuple(targets))
-        self.lora  # validates rank/alpha/dropout/targets
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"RunConfig.protocol={self.protocol!r}; choose one of {PROTOCOLS}")
-        if self.mode not in ("lora", "frozen"):
-            raise ValueError(f"RunConfig.mode={self.mode!r}; choose 'lora' or 'frozen'")
+        _ = self.lora  # validates rank/alpha/dropout/targets
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"RunConfig.{f.name}={getattr(self, f.name)!r}; choose one of {choices}")
         if not (self.max_seconds == 0 or 1 <= self.max_seconds <= 30):
             raise ValueError(f"RunConfig.max_seconds={self.max_seconds}; 0 (fit to the clips) or 1..30")
         for name in ("epochs", "batch_size"):
@@ -69,15 +86,9 @@ class RunConfig:
             raise ValueError(f"RunConfig.max_grad_norm={self.max_grad_norm} must be 0 (off) or positive")
         if not self.lr > 0:
             raise ValueError(f"RunConfig.lr={self.lr} must be positive")
-        if self.on_bad not in ("error", "skip"):
-            raise ValueError(f"RunConfig.on_bad={self.on_bad!r}; choose 'error' or 'skip'")
-        if self.attention not in ATTENTION_KERNELS:
-            raise ValueError(f"RunConfig.attention={self.attention!r}; choose one of {ATTENTION_KERNELS}")
         for name in ("compile", "tf32", "allow_download"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"RunConfig.{name}={getattr(self, name)!r} must be True or False")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"RunConfig.precision={self.precision!r}; choose auto, fp32, bf16 or fp16")
 
     @property
     def lora(self) -> LoraSettings:
@@ -102,7 +113,8 @@ PROFILES: dict[str, RunConfig] = {
 
 
 def make_config(profile: str = "demo", **overrides: Any) -> RunConfig:
-    """The `profile`'s config with `overrides` applied (unknown names are refused with the valid ones listed)."""
+    """The `profile`'s config with `overrides` applied (None values ignored; unknown names are refused with the
+    valid ones listed)."""
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r}; choose one of {sorted(PROFILES)}")
     valid = {f.name for f in fields(RunConfig)}
@@ -111,3 +123,25 @@ def make_config(profile: str = "demo", **overrides: Any) -> RunConfig:
         raise ValueError(f"unknown setting(s) {unknown}; valid ones: {sorted(valid)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return replace(PROFILES[profile], **overrides)
+
+
+def setting_help(name: str) -> str:
+    """The help text of RunConfig field `name`."""
+    return next(f.metadata["help"] for f in fields(RunConfig) if f.name == name)
+
+
+def settings_table() -> str:
+    """The README's settings table (Markdown): every field, its default and each profile's value where it differs."""
+    rows = ["| setting | default | smoke | demo | paper | meaning |", "|---|---|---|---|---|---|"]
+    for f in fields(RunConfig):
+        if f.name == "profile":
+            continue
+        default = f.default if f.default is not MISSING else None
+        cells = [_cell(getattr(PROFILES[p], f.name)) if getattr(PROFILES[p], f.name) != default else ""
+                 for p in ("smoke", "demo", "paper")]
+        rows.append(f"| `{f.name}` | {_cell(default)} | {' | '.join(cells)} | {f.metadata['help']} |")
+    return "\n".join(rows)
+
+
+def _cell(value: Any) -> str:
+    return f"`{','.join(value)}`" if isinstance(value, tuple) else f"`{value}`"

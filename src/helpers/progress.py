@@ -1,7 +1,7 @@
 """Progress bars: a tqdm widget for a person at a Jupyter front end, text elsewhere; off with TQDM_DISABLE=1.
 
 Under papermill or nbclient a widget bar would only be stored as a dead view (and its many messages are what made
-headless runs hang, see `helpers.execution`), so headless kernels get text bars. The book build sets
+headless runs hang, see `helpers.book.execution`), so headless kernels get text bars. The book build sets
 TQDM_DISABLE=1 so executed chapters carry no progress output at all.
 """
 

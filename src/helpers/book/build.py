@@ -1,0 +1,155 @@
+"""Book driver: execute each chapter notebook with papermill into `book/executed/`, then build the HTML book.
+
+`python -m helpers.book --profile demo` is what `make book` runs; `--chapter NAME` (repeatable) executes only those
+chapters before building. Sources stay in `notebooks/`; the executed copies are what `_toc.yml` points at. The
+parameters cells are hidden in the book (each chapter shows a run-settings box instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["CHAPTERS", "toc_chapters", "chapter_parameters", "execute_chapter", "build_book", "main"]
+
+ROOT = Path(__file__).resolve().parents[3]
+EXECUTED = "book/executed/"
+HIDDEN_TAGS = {"parameters", "injected-parameters"}
+
+
+def toc_chapters(toc: Path = ROOT / "_toc.yml") -> tuple[str, ...]:
+    """The executed chapters `_toc.yml` lists, in its order: the one list of chapters."""
+    import yaml
+
+    def files(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                yield node["file"]
+            for value in node.values():
+                yield from files(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from files(item)
+
+    names = tuple(f[len(EXECUTED):] for f in files(yaml.safe_load(toc.read_text())) if f.startswith(EXECUTED))
+    if not names:
+        raise ValueError(f"{toc} lists no chapter under {EXECUTED}; each chapter is `- file: {EXECUTED}<name>`")
+    return names
+
+
+CHAPTERS: tuple[str, ...] = toc_chapters()
+
+
+def chapter_parameters(name: str, root: Path = ROOT) -> set[str]:
+    """The parameters chapter `name` declares in its cell tagged `parameters`."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb")))
+
+
+def _prepare_for_book(path: Path, name: str) -> None:
+    """Hide the parameters cells and link the page to its source notebook (copied beside the HTML by the build)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags", [])
+        if HIDDEN_TAGS & set(tags) and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    link = nbformat.v4.new_markdown_cell(
+        '<p class="source-link">Source notebook: <a '
+        f'href="../../source-notebooks/{name}.ipynb">notebooks/{name}.ipynb</a>; '
+        "this page is its executed copy (download it with the button at the top).</p>")
+    nb.cells.insert(1, link)
+    nbformat.write(nb, path)
+
+
+def execute_chapter(name: str, *, profile: str, parameters: dict | None = None, root: Path = ROOT) -> Path:
+    """Run `notebooks/<name>.ipynb` with papermill (static figures); the executed copy goes to `book/executed/`.
+
+    Only the parameters the chapter declares are passed (`-p ranks ...` reaches the chapters that take ranks).
+    """
+    import papermill
+
+    from .execution import register_engine
+
+    source = root / "notebooks" / f"{name}.ipynb"
+    if not source.is_file():
+        raise FileNotFoundError(f"no chapter {name!r}: {source} does not exist (chapters: {', '.join(CHAPTERS)})")
+    target = root / "book" / "executed" / f"{name}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    declared = chapter_parameters(name, root)
+    given = {"profile": profile, "interactive": False, **(parameters or {})}
+    papermill.execute_notebook(str(source), str(target), cwd=str(root), progress_bar=False,
+                               engine_name=register_engine(),  # bounded polls: no hang on a busy machine
+                               parameters={k: v for k, v in given.items() if k in declared})
+    _prepare_for_book(target, name)
+    return target
+
+
+def build_book(root: Path = ROOT) -> Path:
+    """`jupyter-book build` with warnings as errors; returns the path of the HTML index.
+
+    The source notebooks are copied to `book/extra/source-notebooks/`, which the build publishes beside the pages.
+    """
+    extra = root / "book" / "extra" / "source-notebooks"
+    extra.mkdir(parents=True, exist_ok=True)
+    for name in CHAPTERS:
+        shutil.copy2(root / "notebooks" / f"{name}.ipynb", extra / f"{name}.ipynb")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jupyter_book), "build", str(root), "--warningiserror", "--keep-going", "--quiet"],
+                   check=True)
+    index = root / "_build" / "html" / "index.html"
+    if not index.is_file():
+        raise RuntimeError(f"the book build finished but {index} is missing")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.book", description=__doc__)
+    parser.add_argument("--profile", default="demo", help="run profile passed to every chapter (default: demo)")
+    parser.add_argument("--chapter", action="append", help="execute only this chapter (repeatable)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="a papermill parameter for every chapter, e.g. -p model openai/whisper-small")
+    args = parser.parse_args(argv)
+    chapters = args.chapter or CHAPTERS
+    unknown_chapters = sorted(set(chapters) - set(CHAPTERS))
+    if unknown_chapters:
+        parser.error(f"no chapter {unknown_chapters} in _toc.yml; chapters: {', '.join(CHAPTERS)}")
+    declared = set().union(*(chapter_parameters(c) for c in chapters))
+    unknown = sorted({name for name, _ in args.parameter} - declared)
+    if unknown:
+        parser.error(f"no chapter takes the parameter(s) {unknown}; they take: {', '.join(sorted(declared))}")
+    parameters = {}
+    for name, value in args.parameter:
+        try:
+            parameters[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parameters[name] = value
+    # progress bars would become dead widgets in the static book: the kernels inherit these settings
+    os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    timings_path = ROOT / "book" / "executed" / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    for name in chapters:
+        start = time.perf_counter()
+        execute_chapter(name, profile=args.profile, parameters=parameters)
+        timings[name] = round(time.perf_counter() - start, 1)
+        print(f"chapter {name}: {timings[name]:.1f} s", flush=True)
+        timings_path.write_text(json.dumps(timings, indent=1))
+    missing = [c for c in CHAPTERS if not (ROOT / "book" / "executed" / f"{c}.ipynb").is_file()]
+    if missing:
+        raise SystemExit(f"chapters never executed: {missing}; run without --chapter once")
+    start = time.perf_counter()
+    index = build_book()
+    print(f"book built in {time.perf_counter() - start:.1f} s: {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""What the chapter notebooks call: one `setup` per chapter (settings, cache, the run-settings box, traces), cached
+runs and traces per profile, and explorers that are widgets in Jupyter and static figures in the book."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from ..analysis.sets import AnalysisSettings
+from ..analysis.traces import fold_traces, rank_runs
+from ..config import make_config
+from ..frontend import live_frontend
+from ..io import CACHE_ENV, parse_list
+from ..progress import quiet_library_progress
+from ..training.runs import RunResults, run_cross_validation
+
+__all__ = ["ANALYSIS_DEFAULTS", "PROTOCOL_FOLDS", "Chapter", "setup", "parse_ranks", "main_runs", "protocol_runs",
+           "analysis_settings", "main_traces", "rank_traces", "show_settings", "show", "show_table", "explore"]
+
+# analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
+ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
+                     "paper": AnalysisSettings(split="validation", per_class=25, lora_frames=50)}
+# folds per protocol in the protocol comparison (0 = all); the demo limits them to stay within its time budget
+PROTOCOL_FOLDS = {"smoke": 2, "demo": 2, "paper": 0}
+
+
+def parse_ranks(ranks) -> tuple[int, ...]:
+    """'8,32,64' or [8, 32, 64] -> (8, 32, 64)."""
+    values = parse_list(ranks, int, name="ranks")
+    if not values or any(r < 1 for r in values):
+        raise ValueError(f"ranks={ranks!r}: give positive integers such as '8,32,64'")
+    return values
+
+
+@dataclass
+class Chapter:
+    """A chapter's resolved settings: the profile, the run settings it overrides, and its analysis set."""
+
+    profile: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    fold: int = 0
+    analysis: AnalysisSettings | None = None
+    traces: dict | None = None
+
+
+def setup(profile: str, *, cache_dir: str | None = None, traces: bool = False, fold: int = 0,
+          split: str | None = None, per_class: int | None = None, show: dict | None = None,
+          **overrides) -> Chapter:
+    """Every chapter's first call: point at the cache, check the settings (a typo fails here, before any work),
+    show the run-settings box, and, with `traces=True`, trace the fold's models on its analysis set.
+
+    `overrides` are run settings (`None` = the profile's); `show` adds chapter settings to the box.
+    """
+    if cache_dir:
+        os.environ[CACHE_ENV] = str(cache_dir)
+    if not live_frontend():
+        quiet_library_progress()  # library progress bars would be dead widgets in a headless run
+    overrides = _clean(overrides)
+    make_config(profile, **overrides)
+    chapter = Chapter(profile, overrides, fold)
+    extra = {"fold": fold} if traces else {}
+    show_settings(profile=profile, **overrides, **extra, **(show or {}))
+    if traces:
+        from IPython.display import Markdown, display
+
+        chapter.analysis = analysis_settings(profile, split=split, per_class=per_class)
+        chapter.traces = main_traces(profile, fold=fold, analysis=chapter.analysis, **overrides)
+        n_set, a = len(chapter.traces["analysis_set"]), chapter.analysis
+        display(Markdown(f"Analysis set: {n_set} clips of fold {fold} ({a.split} split, up to {a.per_class} "
+                         "per class)."))
+    return chapter
+
+
+def _clean(overrides: dict) -> dict:
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def main_runs(profile: str, *, executor: str = "local", address: str | None = None,
+              **overrides) -> dict[str, RunResults]:
+    """The LoRA and frozen runs of a profile (trained once, then read from the cache).
+
+    `executor="ray"` trains their folds as a sweep on the Ray cluster at `address` (a local instance if None).
+    """
+    overrides = _clean(overrides)
+    if executor == "local":
+        return {mode: run_cross_validation(profile, **{**overrides, "mode": mode}) for mode in ("lora", "frozen")}
+    from ..training.sweep import SweepSpec, run_sweep
+
+    grid = {k: (overrides.pop(k),) for k in ("model", "protocol", "rank") if k in overrides}
+    overrides.pop("mode", None)  # Table 1 is both modes
+    if "rank" in grid:  # as in a local run: a rank override leaves alpha at the profile's (a sweep's ranks would not)
+        overrides.setdefault("alpha", make_config(profile).alpha)
+    spec = SweepSpec(profile=profile, modes=("lora", "frozen"), models=grid.get("model", ()),
+                     protocols=grid.get("protocol", ()), ranks=grid.get("rank", ()), overrides=overrides)
+    report = run_sweep(spec, executor=executor, address=address)
+    if len(report.failed):
+        failures = "; ".join(f"{r.name}: {r.error} (log {r.log})" for r in report.failed.itertuples())
+        raise RuntimeError(f"{len(report.failed)} fold task(s) failed after retries: {failures}")
+    return {run.config.mode: run for run in report.results}
+
+
+def protocol_runs(profile: str, protocols=("dialog", "speaker", "session"), **overrides) -> list[RunResults]:
+    """LoRA and frozen runs under each protocol, with the profile's fold limit for the comparison."""
+    overrides = _clean(overrides)
+    main_protocol = make_config(profile, **overrides).protocol  # keeps all the folds of the main runs
+    out = []
+    for protocol in protocols:
+        limit = {"max_folds": PROTOCOL_FOLDS.get(profile, 0)} if protocol != main_protocol else {}
+        for mode in ("lora", "frozen"):
+            out.append(run_cross_validation(profile, **{**overrides, **limit, "protocol": protocol, "mode": mode}))
+    return out
+
+
+def analysis_settings(profile: str, **overrides) -> AnalysisSettings:
+    """The profile's analysis-set settings with overrides (None values ignored)."""
+    return replace(ANALYSIS_DEFAULTS.get(profile, AnalysisSettings()), **_clean(overrides))
+
+
+def main_traces(profile: str, *, fold: int = 0, analysis: AnalysisSettings | None = None, **overrides) -> dict:
+    """Traces of the trained LoRA, frozen and untrained models on the analysis set of fold `fold`."""
+    runs = main_runs(profile, **overrides)
+    return fold_traces(runs["lora"], runs["frozen"], fold_index=fold,
+                       settings=analysis or analysis_settings(profile))
+
+
+def rank_traces(profile: str, ranks, *, fold: int = 0, analysis: AnalysisSettings | None = None,
+                **overrides) -> dict:
+    """LoRA traces of one fold at each rank (runs limited to the folds needed)."""
+    overrides = _clean(overrides)
+    overrides.setdefault("max_folds", fold + 1)  # only this fold is analysed
+    runs = rank_runs(profile, parse_ranks(ranks), **overrides)
+    settings = analysis or analysis_settings(profile)
+    return {r: fold_traces(run, None, fold_index=fold, settings=settings, kinds=("lora",))["lora"]
+            for r, run in runs.items()}
+
+
+def show_settings(**values) -> None:
+    """Display the run settings of a chapter as a small table (the injected parameters cell itself is hidden)."""
+    import html
+
+    from IPython.display import HTML, display
+
+    rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(repr(v))}</code></td></tr>"
+                   for k, v in values.items())
+    display(HTML(f"<p><strong>Run settings</strong></p><table><tr><th>setting</th><th>value</th></tr>{rows}</table>"))
+
+
+def show_table(table, *, digits: int = 3) -> None:
+    """Display a table in full (pandas would cut long text cells), numbers rounded to `digits`."""
+    from IPython.display import HTML, display
+
+    display(HTML(table.round(digits).to_html(index=table.index.name is not None, escape=True)))
+
+
+def show(fig) -> None:
+    """Display a matplotlib Figure as one PNG output (whatever the kernel's backend), then release it."""
+    import io
+
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    display(Image(buffer.getvalue()))
+
+
+def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> None:
+    """Widgets over `controls` that redraw `plot(**values)`, or the figure for the first value of each control.
+
+    `interactive=None` (every chapter's default) gives widgets only where a person sees them (a live Jupyter front
+    end, `helpers.frontend.live_frontend`) and static figures under papermill or nbconvert, where a widget would be
+    a dead view; True or False forces one or the other.
+    """
+    if interactive is None:
+        interactive = live_frontend()
+    if interactive:
+        import ipywidgets
+
+        ipywidgets.interact(lambda **values: show(plot(**values)), **controls)
+        return
+    show(plot(**{k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in controls.items()}))

@@ -1,0 +1,165 @@
+"""Matplotlib figures for the chapters; each takes the tidy tables of the analysis modules and returns a Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot  # noqa: F401  (in a notebook this activates the inline backend's figure formatters)
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..labels import EMOTIONS
+
+__all__ = ["protocol_figure", "contribution_figure", "logit_lens_figure", "tsne_figure", "separability_figure",
+           "spectra_figure",
+           "cka_figure", "metric_bars_figure", "clip_figure"]
+
+COLORS = {"attention": "tab:blue", "mlp": "tab:orange", "attention+mlp": "tab:green", "lora": "tab:red",
+          "frozen": "tab:gray"}
+CLASS_COLORS = dict(zip(EMOTIONS, ("tab:red", "tab:orange", "tab:gray", "tab:blue")))
+
+
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize, **kwargs):
+    """A Figure not registered with pyplot: it is shown once where it is displayed, never again at cell end."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
+def protocol_figure(table, *, metric: str = "uar") -> Figure:
+    """Mean +/- std of `metric` per protocol, one line per mode (the protocol comparison)."""
+    fig, ax = _subplots(figsize=(7, 3.2))
+    for mode, part in table.groupby("mode"):
+        ax.errorbar(part["protocol"], part[f"{metric}_mean"], yerr=part[f"{metric}_std"], marker="o", capsize=3,
+                    label=mode, color=COLORS.get(mode))
+    ax.axhline(1 / len(EMOTIONS), color="black", ls=":", lw=0.8, label="chance")
+    ax.set(ylabel=metric.upper(), ylim=(0, 1), xlabel="protocol")
+    ax.legend()
+    return fig
+
+
+def contribution_figure(diff: pd.DataFrame, *, what: str = "difference") -> Figure:
+    """Fig. 1: per layer, (a) relative contribution and (b) cosine with the residual, LoRA minus frozen
+    (`what="difference"`) or both models side by side (`what="both"`)."""
+    fig, axes = _subplots(1, 2, figsize=(10, 3.6))
+    for ax, (col, title) in zip(axes, (("ratio", "(a) relative contribution ||x|| / ||h||"),
+                                        ("cosine", "(b) cosine(x, h)"))):
+        for component, part in diff.groupby("component", sort=False):
+            if what == "difference":
+                ax.plot(part["layer"], part[f"d_{col}"], marker="o", color=COLORS[component], label=component)
+            else:
+                ax.plot(part["layer"], part[f"{col}_lora"], marker="o", color=COLORS[component],
+                        label=f"{component}, LoRA")
+                ax.plot(part["layer"], part[f"{col}_frozen"], marker="x", ls="--", color=COLORS[component],
+                        label=f"{component}, frozen")
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set(xlabel="encoder layer", title=title, ylabel="LoRA - frozen" if what == "difference" else col)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def logit_lens_figure(table: pd.DataFrame) -> Figure:
+    """Fig. 2a: KL to the final prediction and top-1 overlap per layer index, LoRA vs frozen."""
+    fig, axes = _subplots(1, 2, figsize=(10, 3.6))
+    for model, part in table.groupby("model"):
+        axes[0].plot(part["index"], part["kl"], marker="o", color=COLORS.get(model), label=model)
+        axes[1].plot(part["index"], part["overlap"], marker="o", color=COLORS.get(model), label=model)
+    axes[0].set(xlabel="hidden state (0 = embeddings, L = last layer)", ylabel="mean KL", title="(a) KL divergence")
+    axes[1].set(xlabel="hidden state (0 = embeddings, L = last layer)", ylabel="agreement with final",
+                title="(b) prediction overlap", ylim=(0, 1.05))
+    axes[0].legend()
+    return fig
+
+
+def tsne_figure(embeddings: dict, labels: np.ndarray) -> Figure:
+    """Fig. 2b: t-SNE maps, rows = ranks, columns = layers; `embeddings[(rank, layer)]` is (N, 2)."""
+    ranks = sorted({r for r, _ in embeddings})
+    layers = sorted({l for _, l in embeddings})
+    fig, axes = _subplots(len(ranks), len(layers), figsize=(2.6 * len(layers), 2.5 * len(ranks)), squeeze=False)
+    names = np.asarray(EMOTIONS)[labels]
+    for i, r in enumerate(ranks):
+        for j, l in enumerate(layers):
+            ax = axes[i, j]
+            xy = embeddings[(r, l)]
+            for c in EMOTIONS:
+                sel = names == c
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=9, color=CLASS_COLORS[c], label=c)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(f"hidden state {l}")
+            if j == 0:
+                ax.set_ylabel(f"r = {r}")
+    axes[0, -1].legend(fontsize=7, loc="best")
+    return fig
+
+
+def separability_figure(table: pd.DataFrame) -> Figure:
+    """Silhouette and kNN UAR per layer index, one line per rank."""
+    fig, axes = _subplots(1, 2, figsize=(10, 3.4))
+    for rank, part in table.groupby("rank"):
+        axes[0].plot(part["index"], part["silhouette_all"], marker="o", label=f"r = {rank}")
+        axes[1].plot(part["index"], part["knn_uar"], marker="o", label=f"r = {rank}")
+    axes[0].set(xlabel="hidden state", ylabel="silhouette", title="(a) silhouette (all classes)")
+    axes[1].set(xlabel="hidden state", ylabel="kNN UAR", title="(b) kNN UAR (5-fold)")
+    axes[1].axhline(1 / len(EMOTIONS), color="black", lw=0.6, ls=":")
+    axes[0].legend()
+    return fig
+
+
+def spectra_figure(spectra: pd.DataFrame, summary: pd.DataFrame, *, layer: int | None = None) -> Figure:
+    """Fig. 3a-d: normalised singular value spectra (mean over modules, or one layer), trained vs untrained."""
+    kinds = ("A", "A_grad", "B", "B_grad")
+    titles = {"A": "(a) LoRA_A activations", "A_grad": "(b) LoRA_A gradients", "B": "(c) LoRA_B activations",
+              "B_grad": "(d) LoRA_B gradients"}
+    fig, axes = _subplots(2, 2, figsize=(10, 6.4))
+    for ax, kind in zip(axes.ravel(), kinds):
+        part = spectra[spectra["kind"] == kind]
+        if layer is not None:
+            part = part[part["layer"] == layer]
+        for model, rows in part.groupby("model"):
+            n = min(len(s) for s in rows["spectrum"])
+            mean = np.mean([s[:n] for s in rows["spectrum"]], axis=0)
+            ax.semilogy(np.arange(1, n + 1), np.maximum(mean, 1e-12), label=f"{model} (k90 {rows['k'].mean():.1f})")
+        ax.set(title=titles[kind], xlabel="index", ylabel="sv / sum(sv)")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def cka_figure(table: pd.DataFrame) -> Figure:
+    """Fig. 3e-f: CKA between A and B per module, forward (activations) and backward (gradients), with the 95th
+    percentile of the permutation null as a shaded band."""
+    fig, axes = _subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for ax, direction, title in zip(axes, ("forward", "backward"), ("(e) activations", "(f) gradients")):
+        part = table[table["direction"] == direction].reset_index(drop=True)
+        x = np.arange(len(part))
+        ax.bar(x, part["cka"], color="tab:purple")
+        ax.plot(x, part["null_q95"], color="black", ls="--", marker="_", label="permutation null, 95th pct")
+        ax.set_xticks(x, [m.removeprefix("lora.") for m in part["module"]], rotation=60, fontsize=7)
+        ax.set(title=title, ylabel="CKA")
+        ax.axhline(0, color="black", lw=0.6)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def metric_bars_figure(table: pd.DataFrame) -> Figure:
+    """Mean +/- std of UAR and WAR per mode (and protocol, when present)."""
+    fig, ax = _subplots(figsize=(7, 3.2))
+    labels = [f"{r.mode}\n{r.protocol}" for r in table.itertuples()]
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["uar_mean"], 0.4, yerr=table["uar_std"], label="UAR", color="tab:blue")
+    ax.bar(x + 0.2, table["war_mean"], 0.4, yerr=table["war_std"], label="WAR", color="tab:cyan")
+    ax.axhline(1 / len(EMOTIONS), color="black", ls=":", lw=0.8, label="chance")
+    ax.set_xticks(x, labels)
+    ax.set(ylim=(0, 1), ylabel="score")
+    ax.legend()
+    return fig
+
+
+def clip_figure(wave: np.ndarray, features: np.ndarray, title: str) -> Figure:
+    """A clip's waveform and log-mel features."""
+    fig, axes = _subplots(2, 1, figsize=(8, 3.6))
+    axes[0].plot(np.arange(len(wave)) / 16000, wave, lw=0.5)
+    axes[0].set(title=title, xlabel="s")
+    axes[1].imshow(features, origin="lower", aspect="auto", cmap="magma")
+    axes[1].set(xlabel="frame (10 ms)", ylabel="mel bin")
+    return fig

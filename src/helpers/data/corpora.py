@@ -1,0 +1,266 @@
+"""Corpora as one table of utterances, audio loading at 16 kHz mono, and one validation pass over a corpus.
+
+A corpus is a `pandas.DataFrame` with one row per utterance and the columns `CORPUS_COLUMNS`:
+`utterance` (unique id), `path` (absolute), `label` (one of the class names), `speaker`, `session`, `dialog`
+(the grouping the official code's folds use), `duration` (seconds). Readers: `read_iemocap`, `read_manifest`;
+the synthetic corpus lives in `helpers.demo_corpus`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from ..labels import EMOTIONS, SAMPLE_RATE
+
+__all__ = [
+    "CORPUS_COLUMNS",
+    "IEMOCAP_LABELS",
+    "CorpusError",
+    "Problem",
+    "ValidationReport",
+    "read_iemocap",
+    "read_manifest",
+    "load_audio",
+    "validate_corpus",
+    "class_speaker_counts",
+]
+
+CORPUS_COLUMNS = ("utterance", "path", "label", "speaker", "session", "dialog", "duration")
+# IEMOCAP's categorical codes -> the paper's classes; excited is merged into happiness as in the paper.
+IEMOCAP_LABELS: dict[str, str] = {"ang": "anger", "hap": "happiness", "exc": "happiness", "neu": "neutral",
+                                  "sad": "sadness"}
+_IEMOCAP_LINE = re.compile(r"^\[(?P<start>[\d.]+) - (?P<end>[\d.]+)\]\t(?P<utt>\S+)\t(?P<code>\w+)\t\[")
+_UTTERANCE_ID = re.compile(r"^(?P<session>Ses\d\d)(?P<lead>[FM])_(?P<script>.+)_(?P<gender>[FM])\d+$")
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be used as it is; the message lists every problem found and how to proceed."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# IEMOCAP
+
+
+def read_iemocap(root: str | Path, *, label_map: Mapping[str, str] = IEMOCAP_LABELS,
+                 classes: Sequence[str] = EMOTIONS) -> pd.DataFrame:
+    """The IEMOCAP release (`IEMOCAP_full_release/`) as a corpus table.
+
+    Labels come from `Session*/dialog/EmoEvaluation/*.txt` (the per-utterance summary lines), audio paths from
+    `Session*/sentences/wav/<dialog>/<utterance>.wav`. Codes outside `label_map` (frustration, surprise, `xxx`, ...)
+    are left out, as in the paper's four-class setting; pass another `label_map` to keep them. The speaker is the
+    session plus the gender letter of the utterance's last name token (`Ses01F_impro01_M000` -> `Ses01M`); `dialog`
+    is the dialog prefix (`Ses01F`), the unit the official code's folds are made of. `duration` is the labelled
+    turn length; `validate_corpus` measures the audio itself.
+    """
+    root = Path(root).expanduser()
+    sessions = sorted(p for p in root.glob("Session*") if p.is_dir())
+    if not sessions:
+        raise CorpusError(f"{root} holds no Session1..Session5 folders: give the IEMOCAP_full_release folder itself")
+    unknown_targets = sorted(set(label_map.values()) - set(classes))
+    if unknown_targets:
+        raise CorpusError(f"label_map maps to {unknown_targets}, which are not among classes={list(classes)}")
+    rows = []
+    for session in sessions:
+        label_files = sorted((session / "dialog" / "EmoEvaluation").glob("*.txt"))
+        if not label_files:
+            raise CorpusError(f"{session / 'dialog' / 'EmoEvaluation'} holds no label files (*.txt)")
+        for label_file in label_files:
+            for line_no, line in enumerate(label_file.read_text(errors="replace").splitlines(), 1):
+                if not line.startswith("["):
+                    continue
+                match = _IEMOCAP_LINE.match(line)
+                if match is None:
+                    raise CorpusError(f"{label_file}:{line_no}: unreadable summary line {line!r}")
+                code = match["code"]
+                if code not in label_map:
+                    continue
+                utt = match["utt"]
+                parts = _UTTERANCE_ID.match(utt)
+                if parts is None:
+                    raise CorpusError(f"{label_file}:{line_no}: utterance id {utt!r} is not of the form "
+                                      "Ses01F_impro01_M000")
+                dialog_name = utt.rsplit("_", 1)[0]
+                rows.append(dict(
+                    utterance=utt,
+                    path=str(session / "sentences" / "wav" / dialog_name / f"{utt}.wav"),
+                    label=label_map[code],
+                    speaker=f"{parts['session']}{parts['gender']}",
+                    session=parts["session"],
+                    dialog=f"{parts['session']}{parts['lead']}",
+                    duration=float(match["end"]) - float(match["start"]),
+                ))
+    return _as_table(rows, source=str(root))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Any corpus from a CSV manifest
+
+
+def read_manifest(manifest: str | Path, *, label_map: Mapping[str, str] | None = None,
+                  classes: Sequence[str] = EMOTIONS) -> pd.DataFrame:
+    """A corpus from a CSV with columns `path,label,speaker` (required) and `session`, `dialog` (optional).
+
+    Paths are relative to the manifest's folder (absolute paths are kept). `label_map` maps raw labels to class
+    names (default: labels must already be class names); rows whose label is not mapped are dropped and counted in
+    `table.attrs["dropped_labels"]`. A missing `session` defaults to the speaker; a missing `dialog` to the session.
+    """
+    manifest = Path(manifest).expanduser()
+    if not manifest.is_file():
+        raise CorpusError(f"manifest {manifest} does not exist")
+    with open(manifest, newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in ("path", "label", "speaker") if c not in header]
+        if missing:
+            raise CorpusError(f"{manifest}: header {header} lacks required column(s) {missing}; "
+                              "the manifest needs at least path,label,speaker")
+        records = list(reader)
+    mapping = dict(label_map) if label_map is not None else {c: c for c in classes}
+    unknown_targets = sorted(set(mapping.values()) - set(classes))
+    if unknown_targets:
+        raise CorpusError(f"label_map maps to {unknown_targets}, which are not among classes={list(classes)}")
+    rows, dropped = [], {}
+    for i, rec in enumerate(records, 2):  # line 1 is the header
+        raw = (rec.get("label") or "").strip()
+        if raw not in mapping:
+            dropped[raw] = dropped.get(raw, 0) + 1
+            continue
+        path = Path(rec["path"].strip())
+        path = path if path.is_absolute() else manifest.parent / path
+        speaker = (rec.get("speaker") or "").strip()
+        session = (rec.get("session") or "").strip() or speaker
+        rows.append(dict(utterance=f"{manifest.stem}:{i}:{path.stem}", path=str(path), label=mapping[raw],
+                         speaker=speaker, session=session, dialog=(rec.get("dialog") or "").strip() or session,
+                         duration=np.nan))
+    table = _as_table(rows, source=str(manifest))
+    table.attrs["dropped_labels"] = dropped
+    return table
+
+
+def _as_table(rows: list[dict], *, source: str) -> pd.DataFrame:
+    table = pd.DataFrame(rows, columns=list(CORPUS_COLUMNS))
+    if table.empty:
+        raise CorpusError(f"{source}: no utterance with a usable label was found")
+    duplicated = table["utterance"][table["utterance"].duplicated()].tolist()
+    if duplicated:
+        raise CorpusError(f"{source}: utterance ids appear twice: {duplicated[:5]}")
+    table.attrs["source"] = source
+    return table.sort_values("utterance", kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Audio
+
+
+def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Samples of an audio file as float32 mono at `sample_rate`, shape (n,): channels averaged, resampled."""
+    wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if rate != sample_rate:
+        g = np.gcd(int(rate), int(sample_rate))
+        wave = resample_poly(wave, sample_rate // g, int(rate) // g).astype(np.float32)
+    return wave
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One unusable utterance: where it is and why."""
+
+    utterance: str
+    path: str
+    reason: str
+
+
+@dataclass
+class ValidationReport:
+    """Everything one pass over a corpus found; `skipped` counts utterances left out under `on_bad="skip"`."""
+
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    downmixed: int = 0
+    resampled: int = 0
+    skipped: int = 0
+
+    def summary(self) -> str:
+        lines = [f"{self.checked} utterances checked: {len(self.problems)} unusable, {self.downmixed} to downmix "
+                 f"(multi-channel), {self.resampled} to resample (not {SAMPLE_RATE} Hz), {self.skipped} skipped"]
+        lines += [f"  {p.path}: {p.reason}" for p in self.problems]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        return dict(checked=self.checked, unusable=len(self.problems), downmixed=self.downmixed,
+                    resampled=self.resampled, skipped=self.skipped,
+                    problems=[p.__dict__ for p in self.problems])
+
+
+def validate_corpus(table: pd.DataFrame, *, classes: Sequence[str] = EMOTIONS, min_seconds: float = 0.25,
+                    on_bad: Literal["error", "skip"] = "error") -> tuple[pd.DataFrame, ValidationReport]:
+    """Check every utterance once and report all problems together.
+
+    Problems: missing file, unreadable or not audio, empty or shorter than `min_seconds`, label not in
+    `classes`, missing speaker. Multi-channel and non-16 kHz files are fine (downmixed/resampled on load) and
+    counted. `on_bad="error"` raises `CorpusError` with the whole report; `on_bad="skip"` returns the table without
+    the bad rows and the report says how many were skipped. `duration` is replaced by the measured length.
+    """
+    if on_bad not in ("error", "skip"):
+        raise ValueError(f"on_bad={on_bad!r}; choose 'error' (stop with the report) or 'skip' (leave them out)")
+    missing_columns = [c for c in ("utterance", "path", "label", "speaker") if c not in table.columns]
+    if missing_columns:
+        raise CorpusError(f"corpus table lacks column(s) {missing_columns}")
+    report = ValidationReport(checked=len(table))
+    durations = np.full(len(table), np.nan)
+    bad = np.zeros(len(table), dtype=bool)
+    for i, row in enumerate(table.itertuples(index=False)):
+        reasons = []
+        if row.label not in classes:
+            reasons.append(f"unknown label {row.label!r} (classes: {list(classes)})")
+        if not isinstance(row.speaker, str) or not row.speaker.strip():
+            reasons.append("missing speaker")
+        path = Path(row.path)
+        if not path.is_file():
+            reasons.append("missing file")
+        else:
+            try:
+                info = sf.info(str(path))
+            except Exception as err:  # soundfile raises its own error types for non-audio files
+                reasons.append(f"unreadable or not audio ({type(err).__name__})")
+            else:
+                durations[i] = info.frames / info.samplerate if info.samplerate else 0.0
+                if info.frames == 0:
+                    reasons.append("empty audio (0 samples)")
+                elif durations[i] < min_seconds:
+                    reasons.append(f"too short ({durations[i]:.3f} s < min_seconds={min_seconds})")
+                else:
+                    report.downmixed += info.channels > 1
+                    report.resampled += info.samplerate != SAMPLE_RATE
+        if reasons:
+            bad[i] = True
+            report.problems.append(Problem(str(row.utterance), str(row.path), "; ".join(reasons)))
+    checked = table.copy()
+    checked["duration"] = durations
+    if bad.any() and on_bad == "error":
+        raise CorpusError(report.summary() + "\nFix these files, or pass on_bad='skip' to leave them out "
+                          "(the count is recorded with the results).")
+    report.skipped = int(bad.sum())
+    checked = checked[~bad].reset_index(drop=True)
+    checked.attrs = {**table.attrs, "validation": report.as_dict()}
+    return checked, report
+
+
+def class_speaker_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Utterances per speaker (rows) and class (columns), with totals: what the data chapter prints."""
+    counts = pd.crosstab(table["speaker"], table["label"], margins=True, margins_name="total")
+    return counts

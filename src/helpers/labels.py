@@ -1,0 +1,9 @@
+"""Class names and the audio rate every part of the pipeline shares (no other module owns them)."""
+
+from __future__ import annotations
+
+__all__ = ["EMOTIONS", "SAMPLE_RATE"]
+
+# the paper's four IEMOCAP classes, in the official code's label order (0 anger, 1 happiness, 2 neutral, 3 sadness)
+EMOTIONS: tuple[str, ...] = ("anger", "happiness", "neutral", "sadness")
+SAMPLE_RATE = 16_000  # Hz: Whisper's input rate; every corpus reader resamples to it

