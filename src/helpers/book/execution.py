@@ -62,8 +62,8 @@ def _engine_class():
                                      stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
             kwargs.pop("input_path", None)
             kwargs.pop("startup_timeout", None)
-            timeout = execution_timeout or kwargs.pop("timeout", None)
-            kwargs.pop("timeout", None)
+            timeout = kwargs.pop("timeout", None)
+            timeout = execution_timeout or timeout  # papermill's flag wins over an engine keyword
             client = BoundedPollClient(nb_man, timeout=timeout, startup_timeout=start_timeout,
                                        kernel_name=kernel_name, log=logger, log_output=log_output,
                                        stdout_file=stdout_file, stderr_file=stderr_file, **kwargs)

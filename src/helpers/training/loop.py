@@ -50,6 +50,7 @@ class _FoldTrainer:
         else:
             self.trainable, self.hidden = self.model, None
         self.trainable.to(device)
+        self.params = [p for p in self.trainable.parameters() if p.requires_grad]
         # compiled forward shares the module's parameters: checkpoints and saving still use self.model
         self.forward = torch.compile(self.model) if config.compile and self.hidden is None else self.model
 
@@ -140,7 +141,6 @@ def _train_epoch(trainer: _FoldTrainer, opt: _Optimisation, train_idx: torch.Ten
                  fold_name: str) -> float:
     """One pass over the training clips in a seeded random order; returns the mean loss."""
     config, device = trainer.config, trainer.device
-    params = [p for p in trainer.trainable.parameters() if p.requires_grad]
     trainer.trainable.train()
     order = train_idx[torch.randperm(len(train_idx), generator=opt.generator)]
     losses = []
@@ -158,7 +158,7 @@ def _train_epoch(trainer: _FoldTrainer, opt: _Optimisation, train_idx: torch.Ten
             opt.scaler.scale(loss).backward()
             if config.max_grad_norm:
                 opt.scaler.unscale_(opt.optimizer)  # clip the true gradients, not the loss-scaled ones
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(trainer.params, config.max_grad_norm)
             opt.scaler.step(opt.optimizer)
             opt.scaler.update()
             opt.scheduler.step()
@@ -205,8 +205,7 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
     trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out, cache_dir)
     train_idx, val_idx, test_idx = (torch.tensor([index_of[u] for u in ids])
                                     for ids in (fold.train, fold.validation, fold.test))
-    params = [p for p in trainer.trainable.parameters() if p.requires_grad]
-    opt = _optimisation(config, params, math.ceil(len(train_idx) / config.batch_size), device,
+    opt = _optimisation(config, trainer.params, math.ceil(len(train_idx) / config.batch_size), device,
                         seed=config.seed + fold_index)
     _resume(fold_dir, trainer, opt, device)
 
