@@ -48,3 +48,34 @@ def test_cka_table_has_both_directions_and_a_null(traces):
     table = cka_tables(traces["lora"], n_permutations=20)
     assert set(table["direction"]) == {"forward", "backward"}
     assert table["cka"].between(0, 1 + 1e-9).all() and table["null_q95"].notna().all()
+
+
+def test_controls_are_fresh_untrained_models_traced_like_the_trained_one(traces):
+    peft, official = traces["untrained-peft"], traces["untrained-official"]
+    assert not official.meta["dropout_active"] and not traces["lora"].meta["dropout_active"]
+    name = official.lora_names[0]
+    assert np.all(peft[f"{name}.B"] == 0) and np.any(official[f"{name}.B"] != 0)  # peft's B = 0; official N(0, .02)
+    assert not np.allclose(official["logits"], traces["lora"]["logits"])  # a fresh head, not the trained one
+    np.testing.assert_allclose(traces["lora"]["lens.speech.reference"], traces["lora"]["lens.speech.ln"][:, -1])
+    assert traces["lora"][f"{name}.delta_sv"].ndim == 1
+
+
+def test_forward_alignment_of_an_untrained_adapter_is_not_a_holding_verdict(cache_dir, tiny_en_dir):
+    """The issue's must-fail case: put an untrained adapter where the trained one goes; the algebra alone makes its
+    forward CKA high, and the verdict must not say the alignment was learned."""
+    from dataclasses import replace
+
+    from helpers.analysis.evidence import cka_evidence
+    from helpers.analysis.traces import fold_traces
+    from helpers.analysis.uncertainty import HOLDS
+    from helpers.book.scorecard import section_claims
+
+    units = chapters.main_units("smoke")
+    runs = chapters.main_runs("smoke")
+    other = replace(chapters.analysis_settings("smoke"), seed=99)
+    fake = [{**u, "lora": fold_traces(runs["lora"], runs["frozen"], fold_index=u["fold"], settings=other,
+                                      kinds=("untrained-official",))["untrained-official"]} for u in units]
+    evidence = cka_evidence(fake, n_boot=50).set_index("quantity")
+    assert evidence.loc["forward_cka", "value"] > 0.8  # high without any training
+    verdict = section_claims("3.6", evidence.reset_index()).set_index("id").loc["forward_cka_high", "verdict"]
+    assert verdict != HOLDS

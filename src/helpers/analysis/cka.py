@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["gram", "hsic", "cka", "cka_permutation_null"]
+__all__ = ["gram", "hsic", "cka", "cka_from_grams", "cka_permutation_null"]
 
 Kernel = Literal["linear", "rbf"]
 
@@ -51,9 +51,18 @@ def cka(x: np.ndarray, y: np.ndarray, *, kernel: Kernel = "linear", debiased: bo
     """CKA between representations x (n, p) and y (n, q) of the same n samples (rows paired)."""
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} rows and y {len(y)}: CKA compares the same samples")
-    k, l = gram(x, kernel=kernel, sigma=sigma), gram(y, kernel=kernel, sigma=sigma)
-    denom = np.sqrt(hsic(k, k, debiased=debiased) * hsic(l, l, debiased=debiased))
-    return float(hsic(k, l, debiased=debiased) / denom) if denom > 0 else float("nan")
+    return cka_from_grams(gram(x, kernel=kernel, sigma=sigma), gram(y, kernel=kernel, sigma=sigma),
+                          debiased=debiased)
+
+
+def cka_from_grams(k: np.ndarray, l: np.ndarray, *, debiased: bool = False) -> float:
+    """CKA from two kernel matrices over the same samples (so a resample is `k[np.ix_(i, i)]`, no recomputation).
+
+    NaN where a representation has no variance under the estimator (e.g. an all-zero LoRA B output)."""
+    kk, ll = hsic(k, k, debiased=debiased), hsic(l, l, debiased=debiased)
+    if not (kk > 0 and ll > 0):
+        return float("nan")
+    return float(hsic(k, l, debiased=debiased) / np.sqrt(kk * ll))
 
 
 def cka_permutation_null(x: np.ndarray, y: np.ndarray, *, kernel: Kernel = "linear", debiased: bool = False,

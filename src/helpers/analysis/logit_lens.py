@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-__all__ = ["log_softmax", "kl_divergence", "lens_logits", "logit_lens_table"]
+__all__ = ["log_softmax", "kl_divergence", "lens_logits", "lens_kl_overlap", "logit_lens_table"]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -35,18 +35,29 @@ def lens_logits(pooled: np.ndarray, projector, classifier) -> np.ndarray:
     return classifier(projector(x.to(device))).float().cpu().numpy()
 
 
-def logit_lens_table(logits: np.ndarray, *, direction: Literal["paper", "official"] = "paper") -> pd.DataFrame:
-    """Per layer index: mean KL to the final prediction and top-1 agreement with it (prediction overlap).
+def lens_kl_overlap(logits: np.ndarray, reference: np.ndarray | None = None, *,
+                    direction: Literal["paper", "official"] = "paper") -> tuple[np.ndarray, np.ndarray]:
+    """Per clip and lens index: KL to the reference prediction and top-1 agreement with it, (N, L+1) each.
 
-    `logits` (N, L+1, C), last index = final layer. `direction="paper"` is KL(pi_l || pi_L) as the paper writes it;
-    `"official"` is KL(pi_L || pi_l), what the official code's `kl_div(log p_layer, p_final)` computes.
+    `logits` (N, L+1, C); `reference` (N, C) is the model's own prediction (default: the last lens index).
+    `direction="paper"` is KL(pi_l || pi_ref) as the paper writes it; `"official"` is KL(pi_ref || pi_l), what the
+    official code's `kl_div(log p_layer, p_final)` computes.
     """
     if direction not in ("paper", "official"):
         raise ValueError(f"direction={direction!r}; choose 'paper' or 'official'")
-    log_p = log_softmax(logits)
-    final = log_p[:, -1:, :]
-    kl = kl_divergence(log_p, final) if direction == "paper" else kl_divergence(final, log_p)
-    overlap = (logits.argmax(-1) == logits[:, -1:, :].argmax(-1))
+    reference = logits[:, -1] if reference is None else reference
+    log_p, log_ref = log_softmax(logits), log_softmax(reference)[:, None, :]
+    log_ref = np.broadcast_to(log_ref, log_p.shape)
+    kl = kl_divergence(log_p, log_ref) if direction == "paper" else kl_divergence(log_ref, log_p)
+    overlap = (logits.argmax(-1) == reference.argmax(-1)[:, None]).astype(float)
+    return kl, overlap
+
+
+def logit_lens_table(logits: np.ndarray, reference: np.ndarray | None = None, *,
+                     direction: Literal["paper", "official"] = "paper") -> pd.DataFrame:
+    """Per lens index (0 = embeddings, L = last layer): mean KL to the reference prediction and top-1 agreement
+    with it (prediction overlap); see `lens_kl_overlap`."""
+    kl, overlap = lens_kl_overlap(logits, reference, direction=direction)
     n = logits.shape[1]
     return pd.DataFrame(dict(index=np.arange(n), depth=np.arange(n) / (n - 1), kl=kl.mean(0),
                              kl_std=kl.std(0), overlap=overlap.mean(0), direction=direction))

@@ -17,8 +17,9 @@ from sklearn.preprocessing import StandardScaler
 
 from ..training.metrics import uar
 
-__all__ = ["standardize", "tsne_2d", "evenly_spaced", "tsne_maps", "silhouette_by_class", "knn_uar",
-           "separability_table"]
+__all__ = ["RANK_DEFINITIONS", "rank_features", "rank_states", "standardize", "tsne_2d", "evenly_spaced", "tsne_maps",
+           "rank_tsne_maps",
+           "silhouette_by_class", "knn_uar", "separability_table"]
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -38,9 +39,47 @@ def evenly_spaced(n: int, k: int = 5) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(k, n))})
 
 
+RANK_DEFINITIONS = ("lora_a", "pooled")
+
+
+def rank_features(trace, state: int, *, definition: str = "lora_a", frames: str = "all") -> np.ndarray:
+    """Per clip, the representation Fig. 2b clusters, (N, p).
+
+    `"lora_a"` (the official code): the LoRA-A output of the first adapted projection in encoder layer `state`,
+    flattened over time (padding frames zeroed when `frames="speech"`). `"pooled"` (ours): the residual state
+    `state` (0 = embeddings, L = last layer's output) averaged over the selected frames, which does not depend on
+    where LoRA sits or on clip length.
+    """
+    if definition == "pooled":
+        return trace[f"pooled_{frames}"][:, state]
+    if definition != "lora_a":
+        raise ValueError(f"definition={definition!r}; choose one of {RANK_DEFINITIONS}")
+    name = next((n for n in trace.lora_names if int(n.split(".")[1]) == state), None)
+    if name is None:
+        raise ValueError(f"layer {state} has no LoRA module; adapted: {trace.lora_names}")
+    a = trace[f"{name}.A"]
+    if frames == "speech":
+        a = a * trace["speech_mask"][:, trace["lora_frames"]][:, :, None]
+    return a.reshape(len(a), -1)
+
+
+def rank_states(trace, definition: str = "lora_a") -> list[int]:
+    """The states `rank_features` accepts: encoder layers with LoRA (`lora_a`) or residual states 0..L (`pooled`)."""
+    if definition == "pooled":
+        return list(range(trace["pooled_all"].shape[1]))
+    return sorted({int(n.split(".")[1]) for n in trace.lora_names})
+
+
 def tsne_maps(pooled_by_rank: dict, layers, *, seed: int = 0) -> dict:
     """t-SNE maps {(rank, layer): (N, 2)} of pooled states {rank: (N, L+1, d)} at the given layer indices."""
     return {(r, l): tsne_2d(pooled[:, l], seed=seed) for r, pooled in pooled_by_rank.items() for l in layers}
+
+
+def rank_tsne_maps(rank_traces: dict, states, *, definition: str = "lora_a", frames: str = "all",
+                   seed: int = 0) -> dict:
+    """t-SNE maps {(rank, state): (N, 2)} of `rank_features` for each rank's trace at each state."""
+    return {(r, s): tsne_2d(rank_features(t, s, definition=definition, frames=frames), seed=seed)
+            for r, t in rank_traces.items() for s in states}
 
 
 def silhouette_by_class(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:

@@ -16,7 +16,7 @@ from ..training.runs import RunResults, load_corpus
 
 __all__ = ["TRACE_FORMAT", "AnalysisSettings", "select_analysis_set", "speech_frames", "analysis_set"]
 
-TRACE_FORMAT = 3  # bump when what a trace holds changes, so cached traces of an older format are not reused
+TRACE_FORMAT = 4  # bump when what a trace holds changes, so cached traces of an older format are not reused
 ENCODER_FRAME_SECONDS = 0.02  # conv2 stride 2 over 10 ms mel frames
 
 
@@ -30,7 +30,7 @@ class AnalysisSettings:
     seed: int = 0
     batch_size: int = 8
     lora_frames: int = 0             # LoRA matrices: frames kept per clip (0 = all)
-    untrained_dropout: bool = True   # the official untrained baseline ran with LoRA dropout on
+    untrained_dropout: bool = False  # True: the official-init control traced with LoRA dropout on (an option)
 
     def key(self) -> str:
         return fingerprint({**asdict(self), "format": TRACE_FORMAT}, length=12)

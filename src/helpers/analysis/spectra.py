@@ -31,8 +31,12 @@ def lora_matrix(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return values.reshape(-1, values.shape[-1]) if mask is None else values[mask]
 
 
-def spectrum_table(trace, kind: str, *, frames: str = "all", energy: float = 0.9) -> pd.DataFrame:
-    """Per LoRA module: k (e.g. k90) and the normalised spectrum (sv / sv.sum()) of `kind` in A, B, A_grad, B_grad."""
+def spectrum_table(trace, kind: str, *, frames: str = "all", energy: float = 0.9,
+                   centred: bool = False) -> pd.DataFrame:
+    """Per LoRA module: k (e.g. k90) and the normalised spectrum (sv / sv.sum()) of `kind` in A, B, A_grad, B_grad.
+
+    `centred=False` is the official code's (rows not centred, so a shared mean direction counts as one dimension);
+    `centred=True` subtracts each column's mean over the selected frames first (a PCA spectrum)."""
     if kind not in ("A", "B", "A_grad", "B_grad"):
         raise ValueError(f"kind={kind!r}; choose A, B, A_grad or B_grad")
     mask = None
@@ -41,11 +45,12 @@ def spectrum_table(trace, kind: str, *, frames: str = "all", energy: float = 0.9
         mask = trace["speech_mask"][:, keep]
     rows = []
     for name in trace.lora_names:
-        sv = singular_values(lora_matrix(trace[f"{name}.{kind}"], mask))
+        matrix = lora_matrix(trace[f"{name}.{kind}"], mask)
+        sv = singular_values(matrix - matrix.mean(0) if centred else matrix)
         layer, proj = name.split(".")[1:]
         total = sv.sum()
         rows.append(dict(module=name, layer=int(layer), projection=proj, kind=kind, k=k_energy(sv, energy),
-                         spectrum=(sv / total if total > 0 else sv), frames=frames))
+                         spectrum=(sv / total if total > 0 else sv), frames=frames, centred=centred))
     return pd.DataFrame(rows)
 
 

@@ -8,12 +8,13 @@ import pandas as pd
 from ..labels import EMOTIONS
 from .cka import cka, cka_permutation_null
 from .contributions import contribution_difference, relative_contributions
-from .logit_lens import logit_lens_table
-from .separability import separability_table
+from .evidence import lens_curves
+from .separability import rank_features, rank_states, separability_table
 from .spectra import k90_summary, spectrum_table
 from .tracing import Trace
 
-__all__ = ["contribution_tables", "logit_lens_tables", "rank_separability", "svd_tables", "cka_tables"]
+__all__ = ["contribution_tables", "logit_lens_tables", "rank_separability", "svd_tables", "cka_tables",
+           "cka_trained_vs_untrained"]
 
 
 def contribution_tables(traces: dict, *, frames: str = "all") -> pd.DataFrame:
@@ -24,31 +25,42 @@ def contribution_tables(traces: dict, *, frames: str = "all") -> pd.DataFrame:
 
 def logit_lens_tables(traces: dict, *, frames: str = "all", final_norm: bool = False,
                       direction: str = "paper") -> pd.DataFrame:
-    """Fig. 2a: KL to the final prediction and top-1 overlap per layer index, for LoRA and frozen."""
-    key = f"lens.{frames}.{'ln' if final_norm else 'raw'}"
-    parts = [logit_lens_table(traces[m][key], direction=direction).assign(model=m, frames=frames,
-                                                                           final_norm=final_norm)
-             for m in ("lora", "frozen") if m in traces]
+    """Fig. 2a: per lens index (0 = embeddings, L = last layer), KL to the model's own prediction and top-1
+    overlap with it, for LoRA and frozen (`helpers.analysis.evidence.lens_curves` says what the reference is)."""
+    parts = []
+    for m in ("lora", "frozen"):
+        if m in traces:
+            kl, overlap = lens_curves(traces[m], frames=frames, final_norm=final_norm, direction=direction)
+            n = kl.shape[1]
+            parts.append(pd.DataFrame(dict(index=np.arange(n), depth=np.arange(n) / (n - 1), kl=kl.mean(0),
+                                           kl_std=kl.std(0), overlap=overlap.mean(0), direction=direction,
+                                           model=m, frames=frames, final_norm=final_norm)))
     return pd.concat(parts, ignore_index=True)
 
 
-def rank_separability(rank_traces: dict[int, Trace], *, frames: str = "speech", final_norm: bool = False,
+def rank_separability(rank_traces: dict[int, Trace], *, definition: str = "lora_a", frames: str = "all",
                       seed: int = 0) -> pd.DataFrame:
-    """Fig. 2b's numbers: silhouette (overall and per class) and kNN UAR per rank and layer index."""
-    key = f"pooled_{'ln_' if final_norm else ''}{frames}"
-    return pd.concat([separability_table(t[key], t["labels"], EMOTIONS, rank=r, seed=seed)
-                      for r, t in rank_traces.items()], ignore_index=True)
+    """Fig. 2b's numbers: silhouette (overall and per class) and kNN UAR per rank and state
+    (`helpers.analysis.separability.rank_features` says what a state is under each definition)."""
+    parts = []
+    for r, t in rank_traces.items():
+        states = rank_states(t, definition)
+        x = np.stack([rank_features(t, s, definition=definition, frames=frames) for s in states], 1)
+        table = separability_table(x, t["labels"], EMOTIONS, rank=r, seed=seed)
+        parts.append(table.assign(state=[states[i] for i in table["index"]], definition=definition, frames=frames))
+    return pd.concat(parts, ignore_index=True)
 
 
-def svd_tables(traces: dict, *, frames: str = "all", baseline: str = "untrained-official",
-               energy: float = 0.9) -> tuple[pd.DataFrame, pd.DataFrame]:
+def svd_tables(traces: dict, *, frames: str = "all", baseline: str = "untrained-official", energy: float = 0.9,
+               centred: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fig. 3a-d: per-module spectra and k90 (trained and `baseline`), and the k90 summary with ratios."""
     spectra, summary = [], []
     for kind in ("A", "B", "A_grad", "B_grad"):
-        trained = spectrum_table(traces["lora"], kind, frames=frames, energy=energy).assign(model="trained")
-        untrained = spectrum_table(traces[baseline], kind, frames=frames, energy=energy).assign(model=baseline)
+        options = dict(frames=frames, energy=energy, centred=centred)
+        trained = spectrum_table(traces["lora"], kind, **options).assign(model="trained")
+        untrained = spectrum_table(traces[baseline], kind, **options).assign(model=baseline)
         spectra += [trained, untrained]
-        summary.append(dict(k90_summary(trained, untrained), baseline=baseline, frames=frames))
+        summary.append(dict(k90_summary(trained, untrained), baseline=baseline, frames=frames, centred=centred))
     return pd.concat(spectra, ignore_index=True), pd.DataFrame(summary)
 
 
@@ -75,4 +87,21 @@ def cka_tables(trace: Trace, *, kernel: str = "linear", debiased: bool = False, 
             rows.append(dict(module=name, layer=int(layer), projection=proj, direction=direction,
                              cka=cka(x, y, kernel=kernel, debiased=debiased), null_q95=float(np.quantile(null, 0.95)),
                              null_mean=float(null.mean()), kernel=kernel, debiased=debiased, frames=frames))
+    return pd.DataFrame(rows)
+
+
+def cka_trained_vs_untrained(traces: dict, *, control_kind: str = "untrained-official", kernel: str = "linear",
+                             frames: str = "all") -> pd.DataFrame:
+    """Per LoRA module, CKA between the trained adapter's A (and B) outputs and the untrained adapter's on the same
+    clips: what the official notebook plots to show how far training moved each matrix (1 = unchanged geometry)."""
+    trained, control = traces["lora"], traces[control_kind]
+    mask = trained["speech_mask"][:, trained["lora_frames"]] if frames == "speech" else None
+    rows = []
+    for name in trained.lora_names:
+        layer, proj = name.split(".")[1:]
+        for part in ("A", "B"):
+            value = cka(_utterance_rows(trained[f"{name}.{part}"], mask),
+                        _utterance_rows(control[f"{name}.{part}"], mask), kernel=kernel)
+            rows.append(dict(module=name, layer=int(layer), projection=proj, matrix=part, cka=value,
+                             control=control_kind, kernel=kernel, frames=frames))
     return pd.DataFrame(rows)

@@ -17,41 +17,63 @@ import torch
 from ..data.features import compute_features, whisper_feature_extractor
 from ..io import file_sha256
 from ..labels import EMOTIONS
-from ..models.classifier import load_classifier
+from ..models.classifier import build_classifier, load_classifier, read_spec
 from ..models.lora import redraw_lora
 from ..training.runs import RunResults, run_cross_validation
 from .logit_lens import lens_logits
 from .sets import AnalysisSettings, analysis_set, speech_frames
 from .tracing import Trace, trace_model
 
-__all__ = ["fold_traces", "rank_runs"]
+__all__ = ["TRACE_KINDS", "UNIT_KINDS", "fold_traces", "rank_runs"]
+
+# what each kind of model is traced for: the untrained controls feed the contribution, SVD and CKA controls
+TRACE_KINDS: dict[str, tuple[str, ...]] = {"lora": ("residual", "pooled", "lora"), "frozen": ("residual", "pooled"),
+                                           "untrained-official": ("residual", "lora"), "untrained-peft": ("lora",)}
+UNIT_KINDS = tuple(TRACE_KINDS)
 
 
 def _add_lens(trace: Trace, model) -> Trace:
-    """Logit-lens logits `lens.<frames>.<raw|ln>` (N, L+1, C): the trained head on each pooled hidden state.
+    """Logit-lens logits `lens.<frames>.<raw|ln>` (N, L+1, C): the trained head on every pooled hidden state, the
+    last layer's included, and `lens.<frames>.reference` (N, C): the model's own prediction for those frames.
 
-    The last index is always the model's own output (final LayerNorm, all frames pooled), the "final prediction"
-    pi_L every layer is compared with, as in the official code, whose last hidden state carries the LayerNorm.
+    Nothing is overwritten: the raw lens at the top is the last layer's output without the final LayerNorm, so it
+    can differ from the prediction (the official code's last row does too). The reference for all frames is the
+    model's logits; for speech frames it is the head on the final LayerNorm of the speech-pooled last state.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper or plain model
     for frames in ("all", "speech"):
         for norm in ("raw", "ln"):
             pooled = trace[f"pooled_{'ln_' if norm == 'ln' else ''}{frames}"]
-            lens = lens_logits(pooled, base.projector, base.classifier)
-            lens[:, -1] = trace["logits"]
-            trace.arrays[f"lens.{frames}.{norm}"] = lens
+            trace.arrays[f"lens.{frames}.{norm}"] = lens_logits(pooled, base.projector, base.classifier)
+        trace.arrays[f"lens.{frames}.reference"] = (trace["logits"] if frames == "all"
+                                                    else trace.arrays[f"lens.{frames}.ln"][:, -1].copy())
     return trace
 
 
-def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, fold_index: int = 0,
-                settings: AnalysisSettings = AnalysisSettings(),
-                kinds: tuple[str, ...] = ("lora", "frozen", "untrained-official", "untrained-peft"),
-                cache_dir: str | Path | None = None) -> dict:
-    """Traces of the fold's trained LoRA model, frozen model and untrained LoRA baselines (cached).
+def _untrained(run: RunResults, fold_name: str, fold_index: int, kind: str, settings: AnalysisSettings):
+    """An untrained LoRA classifier of the run's shape: the base checkpoint with a fresh head, LoRA as the run's,
+    initialised as `kind` says (`untrained-official`: A, B ~ N(0, 0.02), the official code's control;
+    `untrained-peft`: peft's init with B = 0, the model every LoRA run starts from). Each fold draws its own
+    (seed = analysis seed + fold index), so the spread over folds includes the spread over random draws."""
+    spec = read_spec(run.run_dir / fold_name / "model")
+    seed = settings.seed + fold_index
+    model = build_classifier(spec, allow_download=run.config.allow_download, seed=seed)
+    if kind == "untrained-official":
+        redraw_lora(model, init="official", seed=seed)
+    return model, spec
 
-    Returns {kind: Trace, "analysis_set": table}. Untrained baselines keep the trained head and re-draw LoRA A and B
-    (`official`: both N(0, 0.02); `peft`: peft's init with B = 0).
+
+def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, fold_index: int = 0,
+                settings: AnalysisSettings = AnalysisSettings(), kinds: tuple[str, ...] = UNIT_KINDS,
+                cache_dir: str | Path | None = None) -> dict:
+    """Traces of the fold's trained LoRA model, frozen model and untrained LoRA controls (cached).
+
+    Returns {kind: Trace, "analysis_set": table}. Every kind is traced with LoRA dropout off, as the trained model
+    is, unless `settings.untrained_dropout` switches it on for `untrained-official` (the official variant).
     """
+    unknown = sorted(set(kinds) - set(TRACE_KINDS))
+    if unknown:
+        raise ValueError(f"kinds={kinds}: {unknown} unknown; choose from {TRACE_KINDS}")
     table, fold_name = analysis_set(lora_run, fold_index, settings, cache_dir)
     run_info = json.loads((lora_run.run_dir / "run.json").read_text())
     labels = torch.tensor([EMOTIONS.index(x) for x in table["label"]])
@@ -67,24 +89,33 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
         if path.is_file():
             out[kind] = Trace.load(path)
             continue
-        model, spec = load_classifier(run.run_dir / fold_name / "model", allow_download=run.config.allow_download)
+        if kind.startswith("untrained-"):
+            model, spec = _untrained(run, fold_name, fold_index, kind, settings)
+        else:
+            model, spec = load_classifier(run.run_dir / fold_name / "model",
+                                          allow_download=run.config.allow_download)
         if features is None:
             extractor = whisper_feature_extractor(model.config, spec.max_seconds)
             features = compute_features(table, extractor, cache_dir=cache_dir)
-        dropout = False
-        if kind.startswith("untrained-"):
-            redraw_lora(model, init=kind.split("-", 1)[1], seed=settings.seed)
-            dropout = settings.untrained_dropout and kind == "untrained-official"
+        dropout = settings.untrained_dropout and kind == "untrained-official"
         n_speech = speech_frames(table["duration"], features.shape[-1] // 2)
         trace = trace_model(model, features, labels, n_speech, batch_size=settings.batch_size,
-                            lora_frames=settings.lora_frames, dropout_active=dropout, seed=settings.seed)
+                            lora_frames=settings.lora_frames, dropout_active=dropout, seed=settings.seed,
+                            parts=TRACE_KINDS[kind])
         trace.meta.update(kind=kind, fold=fold_name, settings=asdict(settings), run=str(run.run_dir),
-                          max_seconds=run_info["max_seconds"])
-        _add_lens(trace, model).save(path)
+                          max_seconds=run_info["max_seconds"], seed=run.config.seed)
+        if "pooled" in TRACE_KINDS[kind]:
+            _add_lens(trace, model)
+        trace.save(path)
         out[kind] = trace
     return out
 
 
-def rank_runs(profile: str, ranks=(8, 32, 64), **overrides) -> dict[int, RunResults]:
-    """LoRA runs at each rank (alpha = 2 x rank, as r=32/alpha=64), trained once and cached."""
-    return {r: run_cross_validation(profile, mode="lora", rank=r, alpha=2 * r, **overrides) for r in ranks}
+def rank_runs(profile: str, ranks=(8, 32, 64), *, alpha_rule: str = "scaled", **overrides) -> dict[int, RunResults]:
+    """LoRA runs at each rank, trained once and cached. `alpha_rule="scaled"` (ours): alpha = 2 x rank, so the
+    update's scale alpha / r stays that of r=32/alpha=64 and only the rank changes; `"official"`: alpha = 64 for
+    every rank, as the official ablation did (the scale then falls from 8 at r=8 to 1 at r=64)."""
+    if alpha_rule not in ("scaled", "official"):
+        raise ValueError(f"alpha_rule={alpha_rule!r}; choose 'scaled' (alpha = 2 x rank) or 'official' (alpha = 64)")
+    return {r: run_cross_validation(profile, mode="lora", rank=r, alpha=2 * r if alpha_rule == "scaled" else 64,
+                                    **overrides) for r in ranks}

@@ -10,7 +10,8 @@ per batch). It keeps what the analyses need, as numpy arrays:
   `pooled_all, pooled_speech, pooled_ln_all, pooled_ln_speech` (N, L+1, d); index 0 is the input of layer 0, index
   l the output of layer l-1, index L the last layer's output;
 - `logits` (N, C) of the model itself, `labels` (N,), `speech_mask` (N, T);
-- per LoRA module `lora.<layer>.<proj>.{A,B,A_grad,B_grad}`: (N, T', r) and (N, T', d) on frames `lora_frames` (T').
+- per LoRA module `lora.<layer>.<proj>.{A,B,A_grad,B_grad}`: (N, T', r) and (N, T', d) on frames `lora_frames` (T'),
+  and `lora.<layer>.<proj>.delta_sv`: the singular values of the module's weight update (scaling x B A).
 """
 
 from __future__ import annotations
@@ -100,6 +101,13 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 TRACE_PARTS = ("residual", "pooled", "lora")
+
+
+@torch.no_grad()
+def _update_singular_values(module) -> np.ndarray:
+    """Singular values of a LoRA module's weight update scaling x B A (d_out, d_in), descending."""
+    a, b = module.lora_A["default"].weight.double(), module.lora_B["default"].weight.double()
+    return torch.linalg.svdvals(module.scaling["default"] * (b @ a)).float().cpu().numpy()
 
 
 def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: np.ndarray, *, batch_size: int = 8,
@@ -216,6 +224,8 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
     if residual_error > tolerance:
         raise AssertionError(f"residual identity broken: max |out - (h + a + m)| = {residual_error:.3g} > {tolerance}")
     arrays = {k: np.concatenate(v) for k, v in out.items()}
+    for layer_i, proj in loras:  # the update the adapter adds to the frozen weight, scaling included
+        arrays[f"lora.{layer_i}.{proj}.delta_sv"] = _update_singular_values(_projection(encoder.layers[layer_i], proj))
     arrays["labels"] = labels.numpy().astype(np.int64)
     arrays["lora_frames"] = keep if keep is not None else np.arange(0)
     meta = dict(n_layers=n_layers, lora_modules=[f"lora.{i}.{p}" for i, p in loras],

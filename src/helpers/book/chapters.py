@@ -8,21 +8,26 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..analysis.sets import AnalysisSettings
-from ..analysis.traces import fold_traces, rank_runs
+from ..analysis.traces import UNIT_KINDS, fold_traces, rank_runs
 from ..config import make_config
 from ..frontend import live_frontend
 from ..io import CACHE_ENV, parse_list
 from ..progress import quiet_library_progress
 from ..training.runs import RunResults, run_cross_validation
 
-__all__ = ["ANALYSIS_DEFAULTS", "PROTOCOL_FOLDS", "Chapter", "setup", "parse_ranks", "main_runs", "protocol_runs",
-           "analysis_settings", "main_traces", "rank_traces", "show_settings", "show", "show_table", "explore"]
+__all__ = ["ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS", "PROTOCOL_FOLDS", "Chapter", "setup", "parse_ranks", "parse_seeds",
+           "resolve_seeds",
+           "main_runs", "protocol_runs", "analysis_settings", "main_traces", "main_units", "rank_traces",
+           "seed_runs", "rank_evidence_for", "full_scorecard", "show_claims", "show_settings", "show", "show_table",
+           "explore"]
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
                      "paper": AnalysisSettings(split="validation", per_class=25, lora_frames=50)}
+# training seeds of the main LoRA/frozen pair that every verdict's interval spans (with all folds of each)
+ANALYSIS_SEEDS = {"smoke": (42,), "demo": (42, 43, 44), "paper": (42,)}
 # folds per protocol in the protocol comparison (0 = all); the demo limits them to stay within its time budget
-PROTOCOL_FOLDS = {"smoke": 2, "demo": 2, "paper": 0}
+PROTOCOL_FOLDS = {"smoke": 2, "demo": 1, "paper": 0}
 
 
 def parse_ranks(ranks) -> tuple[int, ...]:
@@ -42,13 +47,17 @@ class Chapter:
     fold: int = 0
     analysis: AnalysisSettings | None = None
     traces: dict | None = None
+    units: list[dict] | None = None
+    seeds: tuple[int, ...] = ()
 
 
 def setup(profile: str, *, cache_dir: str | None = None, traces: bool = False, fold: int = 0,
-          split: str | None = None, per_class: int | None = None, show: dict | None = None,
+          split: str | None = None, per_class: int | None = None, seeds=None, show: dict | None = None,
           **overrides) -> Chapter:
     """Every chapter's first call: point at the cache, check the settings (a typo fails here, before any work),
-    show the run-settings box, and, with `traces=True`, trace the fold's models on its analysis set.
+    show the run-settings box, and, with `traces=True`, trace every fold of the main runs for each of `seeds`
+    (`chapter.units`, what the verdicts' intervals span) and keep fold `fold` of the first seed for the figures
+    (`chapter.traces`).
 
     `overrides` are run settings (`None` = the profile's); `show` adds chapter settings to the box.
     """
@@ -59,16 +68,24 @@ def setup(profile: str, *, cache_dir: str | None = None, traces: bool = False, f
     overrides = _clean(overrides)
     make_config(profile, **overrides)
     chapter = Chapter(profile, overrides, fold)
-    extra = {"fold": fold} if traces else {}
+    seeds = resolve_seeds(profile, seeds, overrides)
+    chapter.seeds = seeds
+    extra = {"fold": fold, "seeds": ",".join(map(str, seeds))} if traces else {}
     show_settings(profile=profile, **overrides, **extra, **(show or {}))
     if traces:
         from IPython.display import Markdown, display
 
         chapter.analysis = analysis_settings(profile, split=split, per_class=per_class)
-        chapter.traces = main_traces(profile, fold=fold, analysis=chapter.analysis, **overrides)
+        chapter.units = main_units(profile, seeds=seeds, analysis=chapter.analysis, **overrides)
+        first = [u for u in chapter.units if u["seed"] == seeds[0]]
+        if not 0 <= fold < len(first):
+            raise ValueError(f"fold={fold}: the main runs have folds 0..{len(first) - 1}")
+        chapter.traces = first[fold]
         n_set, a = len(chapter.traces["analysis_set"]), chapter.analysis
-        display(Markdown(f"Analysis set: {n_set} clips of fold {fold} ({a.split} split, up to {a.per_class} "
-                         "per class)."))
+        display(Markdown(
+            f"Analysis sets: {a.split} split of each fold, up to {a.per_class} clips per class; figures show fold "
+            f"{fold} of seed {seeds[0]} ({n_set} clips); verdicts and their 95% intervals span all "
+            f"{len(chapter.units)} units ({len(first)} folds x {len(seeds)} seed(s))."))
     return chapter
 
 
@@ -124,15 +141,108 @@ def main_traces(profile: str, *, fold: int = 0, analysis: AnalysisSettings | Non
                        settings=analysis or analysis_settings(profile))
 
 
+def parse_seeds(seeds) -> tuple[int, ...]:
+    """'42,43,44' or [42, 43] -> (42, 43, 44)."""
+    values = parse_list(seeds, int, name="seeds")
+    if not values:
+        raise ValueError(f"seeds={seeds!r}: give one or more integers such as '42,43,44'")
+    return values
+
+
+def resolve_seeds(profile: str, seeds=None, overrides: dict | None = None) -> tuple[int, ...]:
+    """The training seeds a chapter spans: `seeds` if given, else a `seed` override alone, else the profile's."""
+    if seeds is not None:
+        return parse_seeds(seeds)
+    if overrides and overrides.get("seed") is not None:
+        return (int(overrides["seed"]),)
+    return ANALYSIS_SEEDS.get(profile, (make_config(profile).seed,))
+
+
+def main_units(profile: str, *, seeds=None, analysis: AnalysisSettings | None = None, **overrides) -> list[dict]:
+    """The units every verdict's interval is computed over: one {kind: Trace} per fold of the main runs and per
+    training seed (`seeds`, None = the profile's `ANALYSIS_SEEDS`).
+
+    Untrained controls depend on the fold's clips only, so the first seed's are shared by the others (traced once).
+    """
+    overrides = _clean(overrides)
+    seeds = resolve_seeds(profile, seeds, overrides)
+    settings = analysis or analysis_settings(profile)
+    units, controls = [], {}
+    for seed in seeds:
+        runs = main_runs(profile, **{**overrides, "seed": seed})
+        for fold_index in range(len(runs["lora"].folds)):
+            shared = controls.get(fold_index, {})
+            kinds = ("lora", "frozen") if shared else UNIT_KINDS
+            unit = fold_traces(runs["lora"], runs["frozen"], fold_index=fold_index, settings=settings, kinds=kinds)
+            unit = {**shared, **unit, "seed": seed, "fold": fold_index}
+            controls.setdefault(fold_index, {k: v for k, v in unit.items() if k.startswith("untrained-")})
+            units.append(unit)
+    return units
+
+
 def rank_traces(profile: str, ranks, *, fold: int = 0, analysis: AnalysisSettings | None = None,
-                **overrides) -> dict:
-    """LoRA traces of one fold at each rank (runs limited to the folds needed)."""
+                alpha_rule: str = "scaled", **overrides) -> dict:
+    """LoRA traces of one fold at each rank (runs limited to the folds needed; `alpha_rule` as `rank_runs`)."""
     overrides = _clean(overrides)
     overrides.setdefault("max_folds", fold + 1)  # only this fold is analysed
-    runs = rank_runs(profile, parse_ranks(ranks), **overrides)
+    runs = rank_runs(profile, parse_ranks(ranks), alpha_rule=alpha_rule, **overrides)
     settings = analysis or analysis_settings(profile)
     return {r: fold_traces(run, None, fold_index=fold, settings=settings, kinds=("lora",))["lora"]
             for r, run in runs.items()}
+
+
+def seed_runs(profile: str, seeds=None, **overrides) -> list[RunResults]:
+    """The main LoRA and frozen runs for each of `seeds` (None = the profile's `ANALYSIS_SEEDS`), trained once."""
+    seeds = resolve_seeds(profile, seeds, overrides)
+    return [run for s in seeds for run in main_runs(profile, **{**_clean(overrides), "seed": s}).values()]
+
+
+def rank_evidence_for(rank_set: dict, *, definition: str = "lora_a", frames: str = "all"):
+    """Section 3.4's evidence from rank traces: each rank's top state (the last LoRA layer's A output, or the last
+    residual state) under `definition`."""
+    from ..analysis.evidence import rank_evidence
+    from ..analysis.separability import rank_features, rank_states
+    from ..labels import EMOTIONS
+
+    first = next(iter(rank_set.values()))
+    top = rank_states(first, definition)[-1]
+    features = {r: rank_features(t, top, definition=definition, frames=frames) for r, t in rank_set.items()}
+    return rank_evidence(features, first["labels"], EMOTIONS).assign(definition=definition, frames=frames,
+                                                                     state=top)
+
+
+def full_scorecard(chapter: Chapter, *, ranks="8,32,64", definition: str = "lora_a", alpha_rule: str = "scaled",
+                   seeds=None):
+    """Every claim under both frame selections (all frames, as the official code; speech frames only), from the
+    chapter's units, the main runs of every seed and the rank runs of the chapter's fold."""
+    from ..analysis.evidence import (
+        cka_evidence,
+        contribution_evidence,
+        lens_evidence,
+        performance_evidence,
+        svd_evidence,
+    )
+    from .results import per_unit_results
+    from .scorecard import scorecard
+
+    runs = seed_runs(chapter.profile, seeds if seeds is not None else chapter.seeds, **chapter.overrides)
+    rank_set = rank_traces(chapter.profile, ranks, fold=chapter.fold, analysis=chapter.analysis,
+                           alpha_rule=alpha_rule, **chapter.overrides)
+    both = ("all", "speech")
+    evidence = {
+        "performance": performance_evidence(per_unit_results(runs)),
+        "contributions": [contribution_evidence(chapter.units, frames=f) for f in both],
+        "lens": [lens_evidence(chapter.units, frames=f) for f in both],
+        "ranks": [rank_evidence_for(rank_set, definition=definition, frames=f) for f in both],
+        "svd": [svd_evidence(chapter.units, frames=f) for f in both],
+        "cka": [cka_evidence(chapter.units, frames=f) for f in both],
+    }
+    return scorecard(evidence)
+
+
+def show_claims(claims) -> None:
+    """The verdict table of a chapter: claim, frames, measured value [95% interval], control, criterion, verdict."""
+    show_table(claims[["claim", "frames", "measured", "control", "criterion", "verdict"]].set_index("claim"))
 
 
 def show_settings(**values) -> None:

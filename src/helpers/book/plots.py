@@ -58,15 +58,23 @@ def contribution_figure(diff: pd.DataFrame, *, what: str = "difference") -> Figu
 
 
 def logit_lens_figure(table: pd.DataFrame) -> Figure:
-    """Fig. 2a: KL to the final prediction and top-1 overlap per layer index, LoRA vs frozen."""
+    """Fig. 2a: per lens index, KL to the model's own prediction and top-1 agreement with it, LoRA vs frozen.
+
+    The reference (the model's prediction) is drawn as its own line: KL 0 and agreement 1. The raw lens at the
+    last index is the last layer's output without the final LayerNorm, so it need not touch that line."""
     fig, axes = _subplots(1, 2, figsize=(10, 3.6))
     for model, part in table.groupby("model"):
         axes[0].plot(part["index"], part["kl"], marker="o", color=COLORS.get(model), label=model)
         axes[1].plot(part["index"], part["overlap"], marker="o", color=COLORS.get(model), label=model)
-    axes[0].set(xlabel="hidden state (0 = embeddings, L = last layer)", ylabel="mean KL", title="(a) KL divergence")
-    axes[1].set(xlabel="hidden state (0 = embeddings, L = last layer)", ylabel="agreement with final",
-                title="(b) prediction overlap", ylim=(0, 1.05))
-    axes[0].legend()
+    axes[0].axhline(0, color="black", ls="--", lw=0.8, label="model's own prediction")
+    axes[1].axhline(1, color="black", ls="--", lw=0.8)
+    last = int(table["index"].max())
+    for ax in axes:
+        ax.set_xticks(range(last + 1))
+        ax.set_xlabel(f"lens index (0 = embeddings, i = output of layer i, {last} = last layer's output)")
+    axes[0].set(ylabel="mean KL", title="(a) KL to the model's prediction")
+    axes[1].set(ylabel="top-1 agreement", title="(b) prediction overlap", ylim=(0, 1.05))
+    axes[0].legend(fontsize=8)
     return fig
 
 
@@ -86,7 +94,7 @@ def tsne_figure(embeddings: dict, labels: np.ndarray) -> Figure:
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(f"hidden state {l}")
+                ax.set_title(f"state {l}")
             if j == 0:
                 ax.set_ylabel(f"r = {r}")
     axes[0, -1].legend(fontsize=7, loc="best")
@@ -94,13 +102,16 @@ def tsne_figure(embeddings: dict, labels: np.ndarray) -> Figure:
 
 
 def separability_figure(table: pd.DataFrame) -> Figure:
-    """Silhouette and kNN UAR per layer index, one line per rank."""
+    """Silhouette and kNN UAR per state (layer index), one line per rank."""
     fig, axes = _subplots(1, 2, figsize=(10, 3.4))
+    x = "state" if "state" in table else "index"
     for rank, part in table.groupby("rank"):
-        axes[0].plot(part["index"], part["silhouette_all"], marker="o", label=f"r = {rank}")
-        axes[1].plot(part["index"], part["knn_uar"], marker="o", label=f"r = {rank}")
-    axes[0].set(xlabel="hidden state", ylabel="silhouette", title="(a) silhouette (all classes)")
-    axes[1].set(xlabel="hidden state", ylabel="kNN UAR", title="(b) kNN UAR (5-fold)")
+        axes[0].plot(part[x], part["silhouette_all"], marker="o", label=f"r = {rank}")
+        axes[1].plot(part[x], part["knn_uar"], marker="o", label=f"r = {rank}")
+    what = {"lora_a": "encoder layer (LoRA-A output)", "pooled": "residual state (0 = embeddings)"}
+    xlabel = what.get(str(table["definition"].iloc[0]), "state") if "definition" in table else "state"
+    axes[0].set(xlabel=xlabel, ylabel="silhouette", title="(a) silhouette (all classes)")
+    axes[1].set(xlabel=xlabel, ylabel="kNN UAR", title="(b) kNN UAR (5-fold)")
     axes[1].axhline(1 / len(EMOTIONS), color="black", lw=0.6, ls=":")
     axes[0].legend()
     return fig

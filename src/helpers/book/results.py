@@ -10,7 +10,7 @@ import pandas as pd
 from ..training.runs import RunResults
 from .paper_reference import table1_frame
 
-__all__ = ["model_size", "summary_row", "results_table", "table1_comparison", "speed_table"]
+__all__ = ["model_size", "summary_row", "results_table", "per_unit_results", "table1_comparison", "speed_table"]
 
 
 def model_size(model: str) -> str:
@@ -34,6 +34,18 @@ def summary_row(run: RunResults) -> dict:
 def results_table(runs) -> pd.DataFrame:
     """`summary_row` for each run."""
     return pd.DataFrame([summary_row(r) for r in runs])
+
+
+def per_unit_results(runs) -> pd.DataFrame:
+    """One row per fold of each run: size, mode, seed, fold and its test UAR, WAR and macro-F1 (the units the
+    performance intervals resample)."""
+    rows = []
+    for run in runs:
+        for r in run.folds.itertuples():
+            rows.append(dict(size=model_size(run.config.model), mode=run.config.mode, seed=run.config.seed,
+                             protocol=run.config.protocol, fold=r.fold, uar=r.test_uar, war=r.test_war,
+                             macro_f1=r.test_macro_f1))
+    return pd.DataFrame(rows)
 
 
 def table1_comparison(ours: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from ..labels import EMOTIONS
 from .lora import LoraSettings, attach_lora
 from .weights import TINY_EN, WeightsError, resolve_whisper_source
 
-__all__ = ["ATTENTION_KERNELS", "load_whisper_classifier", "ModelSpec", "build_classifier",
+__all__ = ["ATTENTION_KERNELS", "load_whisper_classifier", "ModelSpec", "build_classifier", "read_spec",
            "save_classifier", "load_classifier"]
 
 ATTENTION_KERNELS = ("sdpa", "eager")
@@ -142,16 +142,21 @@ def save_classifier(model, spec: ModelSpec, directory: str | Path) -> Path:
     return directory
 
 
+def read_spec(directory: str | Path) -> ModelSpec:
+    """The `ModelSpec` a `save_classifier` folder was written with (what to rebuild, before any weight)."""
+    spec_file = Path(directory) / _SPEC_FILE
+    if not spec_file.is_file():
+        raise WeightsError(f"{spec_file} is missing: {directory} was not written by save_classifier")
+    return ModelSpec.from_json(spec_file.read_text())
+
+
 def load_classifier(directory: str | Path, *, allow_download: bool = False, cache_dir: str | Path | None = None):
     """Rebuild a classifier saved by `save_classifier`; returns `(model, spec)` with every trained weight restored."""
     from peft import PeftModel
     from safetensors.torch import load_file
 
     directory = Path(directory)
-    spec_file = directory / _SPEC_FILE
-    if not spec_file.is_file():
-        raise WeightsError(f"{spec_file} is missing: {directory} was not written by save_classifier")
-    spec = ModelSpec.from_json(spec_file.read_text())
+    spec = read_spec(directory)
     base = load_whisper_classifier(spec.source, labels=spec.labels, max_seconds=spec.max_seconds,
                                    allow_download=allow_download, cache_dir=cache_dir)
     if spec.lora is not None:

@@ -197,7 +197,7 @@ def _save_checkpoint(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation, 
 def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelSpec, index_of: dict[str, int],
                labels: torch.Tensor, inputs: torch.Tensor | None, frozen_out: torch.Tensor | None,
                device: torch.device, *, cache_dir: str | Path | None = None) -> dict:
-    """Train one fold in `fold_dir` (resuming its checkpoint), pick the epoch on validation UAR, test it: a result.
+    """Train one fold in `fold_dir` (resuming its checkpoint), pick the epoch on validation `select_by`, test it.
 
     `inputs` are the log-mel features of every clip in the corpus, rows indexed by `index_of[utterance]`;
     `frozen_out` their pooled frozen-encoder outputs in frozen mode (None for LoRA).
@@ -216,9 +216,10 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
         opt.seconds += time.perf_counter() - start
         val = classification_scores(labels[val_idx].numpy(), trainer.predict(val_idx), n_classes=len(EMOTIONS))
         opt.history.append(dict(epoch=epoch + 1, train_loss=train_loss, **{f"val_{m}": val[m] for m in METRICS}))
-        improved = opt.best is None or val["uar"] > opt.best["uar"]  # ties keep the earlier epoch
+        metric = config.select_by  # uar (ours) or war (accuracy, what the official Trainer picked by)
+        improved = opt.best is None or val[metric] > opt.best[metric]  # ties keep the earlier epoch
         if improved:
-            opt.best = dict(epoch=epoch + 1, uar=val["uar"])
+            opt.best = dict(epoch=epoch + 1, **{metric: val[metric]})
         opt.epoch = epoch + 1
         _save_checkpoint(fold_dir, trainer, opt, improved)
 
@@ -226,7 +227,8 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
     test = classification_scores(labels[test_idx].numpy(), trainer.predict(test_idx), n_classes=len(EMOTIONS))
     save_classifier(trainer.model.cpu(), spec, fold_dir / "model")
     return dict(fold=fold.name, fold_index=fold_index, mode=config.mode, protocol=config.protocol,
-                chosen_epoch=opt.best["epoch"], selection_on_test=fold.selection_on_test,
+                chosen_epoch=opt.best["epoch"], selected_by=config.select_by,
+                selection_on_test=fold.selection_on_test,
                 n_train=len(train_idx), n_validation=len(val_idx), n_test=len(test_idx),
                 speed=speed_settings(config, device, spec.max_seconds), train_seconds=opt.seconds,
                 examples_per_second=len(train_idx) * config.epochs / max(opt.seconds, 1e-9),
