@@ -125,6 +125,13 @@ def test_forward_cka_in_band_but_no_better_than_an_untrained_adapter_does_not_ho
     assert section_claims("3.6", table).set_index("id").loc["forward_cka_high", "verdict"] != HOLDS
 
 
+def test_a_kl_minimum_at_the_top_layer_is_not_near_85_percent_even_on_four_layers():
+    table = lens(argmin=(1.0, 1.0, 1.0)).assign(n_layers=4)
+    assert section_claims("3.3", table).set_index("id").loc["frozen_kl_minimum", "verdict"] == FAILS
+    table = lens(argmin=(0.75, 0.75, 0.75)).assign(n_layers=4)
+    assert section_claims("3.3", table).set_index("id").loc["frozen_kl_minimum", "verdict"] == HOLDS
+
+
 def test_degenerate_svd_baseline_is_not_testable_and_missing_evidence_is_reported():
     table = svd()
     table.loc[table["kind"] == "B", "degenerate"] = True

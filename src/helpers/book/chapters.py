@@ -15,18 +15,21 @@ from ..io import CACHE_ENV, parse_list
 from ..progress import quiet_library_progress
 from ..training.runs import RunResults, run_cross_validation
 
-__all__ = ["ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS", "PROTOCOL_FOLDS", "Chapter", "setup", "parse_ranks", "parse_seeds",
-           "resolve_seeds",
-           "main_runs", "protocol_runs", "analysis_settings", "main_traces", "main_units", "rank_traces",
-           "seed_runs", "rank_evidence_for", "full_scorecard", "show_claims", "show_settings", "show", "show_table",
-           "explore"]
+__all__ = ["ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS", "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup",
+           "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "analysis_settings",
+           "main_traces", "main_units", "rank_traces", "seed_runs", "rank_evidence_for", "full_scorecard",
+           "show_claims", "show_settings", "show", "show_table", "explore"]
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
                      "paper": AnalysisSettings(split="validation", per_class=25, lora_frames=50)}
-# training seeds of the main LoRA/frozen pair that every verdict's interval spans (with all folds of each)
+# training seeds of the main LoRA/frozen pair that every verdict's interval spans; the first seed runs every fold,
+# the others the first SEED_FOLDS folds (0 = all): the demo's 15-minute budget allows 4 + 2 + 2 fold runs
 ANALYSIS_SEEDS = {"smoke": (42,), "demo": (42, 43, 44), "paper": (42,)}
-# folds per protocol in the protocol comparison (0 = all); the demo limits them to stay within its time budget
+SEED_FOLDS = {"smoke": 0, "demo": 2, "paper": 0}
+# the protocol comparison: which protocols, and how many folds each beyond the main one (0 = all)
+PROTOCOLS = {"smoke": ("dialog", "speaker", "session"), "demo": ("dialog", "speaker"),
+             "paper": ("dialog", "speaker", "session")}
 PROTOCOL_FOLDS = {"smoke": 2, "demo": 1, "paper": 0}
 
 
@@ -82,10 +85,11 @@ def setup(profile: str, *, cache_dir: str | None = None, traces: bool = False, f
             raise ValueError(f"fold={fold}: the main runs have folds 0..{len(first) - 1}")
         chapter.traces = first[fold]
         n_set, a = len(chapter.traces["analysis_set"]), chapter.analysis
+        per_seed = ", ".join(f"{sum(u['seed'] == s for u in chapter.units)} of seed {s}" for s in seeds)
         display(Markdown(
             f"Analysis sets: {a.split} split of each fold, up to {a.per_class} clips per class; figures show fold "
             f"{fold} of seed {seeds[0]} ({n_set} clips); verdicts and their 95% intervals span all "
-            f"{len(chapter.units)} units ({len(first)} folds x {len(seeds)} seed(s))."))
+            f"{len(chapter.units)} units (fold runs: {per_seed})."))
     return chapter
 
 
@@ -117,9 +121,10 @@ def main_runs(profile: str, *, executor: str = "local", address: str | None = No
     return {run.config.mode: run for run in report.results}
 
 
-def protocol_runs(profile: str, protocols=("dialog", "speaker", "session"), **overrides) -> list[RunResults]:
-    """LoRA and frozen runs under each protocol, with the profile's fold limit for the comparison."""
+def protocol_runs(profile: str, protocols=None, **overrides) -> list[RunResults]:
+    """LoRA and frozen runs under each protocol (None: the profile's `PROTOCOLS`), with the profile's fold limit."""
     overrides = _clean(overrides)
+    protocols = PROTOCOLS.get(profile, ("dialog", "speaker", "session")) if protocols is None else protocols
     main_protocol = make_config(profile, **overrides).protocol  # keeps all the folds of the main runs
     out = []
     for protocol in protocols:
@@ -169,7 +174,7 @@ def main_units(profile: str, *, seeds=None, analysis: AnalysisSettings | None = 
     settings = analysis or analysis_settings(profile)
     units, controls = [], {}
     for seed in seeds:
-        runs = main_runs(profile, **{**overrides, "seed": seed})
+        runs = main_runs(profile, **_seed_overrides(profile, seed, seeds, overrides))
         for fold_index in range(len(runs["lora"].folds)):
             shared = controls.get(fold_index, {})
             kinds = ("lora", "frozen") if shared else UNIT_KINDS
@@ -193,8 +198,18 @@ def rank_traces(profile: str, ranks, *, fold: int = 0, analysis: AnalysisSetting
 
 def seed_runs(profile: str, seeds=None, **overrides) -> list[RunResults]:
     """The main LoRA and frozen runs for each of `seeds` (None = the profile's `ANALYSIS_SEEDS`), trained once."""
+    overrides = _clean(overrides)
     seeds = resolve_seeds(profile, seeds, overrides)
-    return [run for s in seeds for run in main_runs(profile, **{**_clean(overrides), "seed": s}).values()]
+    return [run for s in seeds for run in main_runs(profile, **_seed_overrides(profile, s, seeds, overrides)).values()]
+
+
+def _seed_overrides(profile: str, seed: int, seeds: tuple[int, ...], overrides: dict) -> dict:
+    """Run settings for one training seed: seeds after the first train the profile's `SEED_FOLDS` folds."""
+    limit = SEED_FOLDS.get(profile, 0)
+    out = {**overrides, "seed": seed}
+    if seed != seeds[0] and limit:
+        out["max_folds"] = min(limit, overrides.get("max_folds") or limit)
+    return out
 
 
 def rank_evidence_for(rank_set: dict, *, definition: str = "lora_a", frames: str = "all"):

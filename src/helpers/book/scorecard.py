@@ -118,9 +118,9 @@ def _lens_claims(ev: pd.DataFrame) -> list[dict]:
                f"minimum near layer {FROZEN_KL_MIN_LAYER} of {LAYERS} ({target:.0%})",
                f"argmin depth {at.format(2)}",
                f"LoRA's argmin depth {_iv(ev, 'frozen_argmin_depth', 'control').format(2)}",
-               judge_band(at, target - tolerance, target + tolerance),
-               f"argmin-depth interval inside {target:.2f} +/- {tolerance:.2f} (one layer spacing, at least 0.1)",
-               frames),
+               judge_band(at, target - tolerance, min(target + tolerance, 1 - 0.5 / n_layers)),
+               f"argmin-depth interval inside {target:.2f} +/- {tolerance:.2f} (one layer spacing, at least 0.1) "
+               "and below the top layer (a minimum at the top leaves no room for the rebound)", frames),
         _claim("frozen_kl_rebound", "3.3", "The frozen encoder's KL rebounds at the top, LoRA's does not",
                "frozen: minimum, then a rise in the last layers",
                f"frozen top KL - its minimum below the top {rebound.format()}",
