@@ -18,7 +18,8 @@ from ..training.runs import RunResults, run_cross_validation
 __all__ = ["ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS", "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup",
            "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "analysis_settings",
            "main_traces", "main_units", "rank_traces", "seed_runs", "rank_evidence_for", "full_scorecard",
-           "show_claims", "show_settings", "show", "show_table", "explore"]
+           "VERDICT_COLORS", "claims_html", "criteria_markdown", "show_claims", "show_settings", "show", "show_table",
+           "explore"]
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
@@ -255,9 +256,40 @@ def full_scorecard(chapter: Chapter, *, ranks="8,32,64", definition: str = "lora
     return scorecard(evidence)
 
 
-def show_claims(claims) -> None:
-    """The verdict table of a chapter: claim, frames, measured value [95% interval], control, criterion, verdict."""
-    show_table(claims[["claim", "frames", "measured", "control", "criterion", "verdict"]].set_index("claim"))
+VERDICT_COLORS = {"holds": "#d7f0dd", "does not hold": "#f6d6d9", "inconclusive": "#fbefc7",
+                  "not testable": "#e4e5e7"}
+
+
+def claims_html(claims, columns=("claim", "frames", "measured", "control", "verdict")) -> str:
+    """An HTML table of claims with the verdict cell coloured (green holds, red does not hold, amber
+    inconclusive, grey not testable)."""
+    import html
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for r in claims.itertuples():
+        cells = []
+        for c in columns:
+            value = html.escape(str(getattr(r, c)))
+            style = f' style="background:{VERDICT_COLORS.get(value, "none")}"' if c == "verdict" else ""
+            cells.append(f"<td{style}>{value}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def criteria_markdown(claims) -> str:
+    """One line per distinct claim: what the paper reports and the criterion its verdict reads."""
+    seen = claims.drop_duplicates("claim")
+    return "\n".join(f"- **{r.claim}** (paper: {r.paper}): {r.criterion}." for r in seen.itertuples())
+
+
+def show_claims(claims, *, section_column: bool = False) -> None:
+    """The verdict table (measured value [95% interval], control, verdict), then each claim's criterion."""
+    from IPython.display import HTML, Markdown, display
+
+    columns = ("section",) * section_column + ("claim", "frames", "measured", "control", "verdict")
+    display(HTML(claims_html(claims, columns)))
+    display(Markdown("**How each verdict is decided.**\n\n" + criteria_markdown(claims)))
 
 
 def show_settings(**values) -> None:
