@@ -27,7 +27,8 @@ from safetensors.numpy import load_file
 from ..io import atomic_tensors
 from ..progress import progress
 
-__all__ = ["TRACE_PARTS", "Trace", "trace_model", "lora_modules"]
+__all__ = ["TRACE_PARTS", "Trace", "trace_model", "lora_modules", "encoder_path", "walk",
+           "projection_module"]
 
 _PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")  # forward order inside a layer
 
@@ -64,7 +65,8 @@ class Trace:
         return cls(load_file(str(path)), meta)
 
 
-def _encoder_path(model) -> str:
+def encoder_path(model) -> str:
+    """The dotted name of the Whisper encoder inside `model` (plain or peft-wrapped)."""
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     for name, module in model.named_modules():
@@ -73,7 +75,8 @@ def _encoder_path(model) -> str:
     raise TypeError("the model has no Whisper encoder")
 
 
-def _walk(root, path: str):
+def walk(root, path: str):
+    """The submodule (or envoy) at dotted `path` under `root`."""
     for part in path.split("."):
         root = getattr(root, part)
     return root
@@ -81,12 +84,13 @@ def _walk(root, path: str):
 
 def lora_modules(model) -> list[tuple[int, str]]:
     """(layer, projection) of every LoRA-wrapped module in the encoder, in forward order."""
-    encoder = _walk(model, _encoder_path(model))
+    encoder = walk(model, encoder_path(model))
     return [(i, p) for i, layer in enumerate(encoder.layers) for p in _PROJECTIONS
-            if hasattr(_walk(layer, "self_attn." + p if p.endswith("proj") else p), "lora_A")]
+            if hasattr(walk(layer, "self_attn." + p if p.endswith("proj") else p), "lora_A")]
 
 
-def _projection(layer, name: str):
+def projection_module(layer, name: str):
+    """An encoder layer's linear map `name`: q/k/v/out_proj inside self_attn, fc1/fc2 on the layer."""
     return getattr(layer.self_attn, name) if name.endswith("proj") else getattr(layer, name)
 
 
@@ -143,8 +147,8 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
     from nnsight import NNsight
 
     model.train(dropout_active)  # Whisper's own dropouts are 0 by default, so this switches LoRA dropout only
-    encoder_path = _encoder_path(model)
-    encoder = _walk(model, encoder_path)
+    path = encoder_path(model)
+    encoder = walk(model, path)
     loras = lora_modules(model) if "lora" in parts else []
     gradients = with_gradients and bool(loras)
     residual, states_needed = "residual" in parts, bool({"residual", "pooled"} & parts)
@@ -160,7 +164,7 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
         y = labels[start:start + batch_size]
         hs, attn, mlp, outs, a_out, b_out, a_grad, b_grad = ([] for _ in range(8))
         with torch.set_grad_enabled(gradients), wrapped.trace(input_features=x):
-            layers = _walk(wrapped, encoder_path).layers
+            layers = walk(wrapped, path).layers
             for i in range(n_layers):
                 layer = layers[i]
                 if states_needed:
@@ -169,7 +173,7 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
                     if proj == "fc1" and residual:
                         attn.append(layer.self_attn.output[0].save())
                     if (i, proj) in loras:
-                        envoy = _projection(layer, proj)
+                        envoy = projection_module(layer, proj)
                         a_out.append(envoy.lora_A["default"].output.save())
                         b_out.append(envoy.lora_B["default"].output.save())
                 if residual:
@@ -225,7 +229,8 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
         raise AssertionError(f"residual identity broken: max |out - (h + a + m)| = {residual_error:.3g} > {tolerance}")
     arrays = {k: np.concatenate(v) for k, v in out.items()}
     for layer_i, proj in loras:  # the update the adapter adds to the frozen weight, scaling included
-        arrays[f"lora.{layer_i}.{proj}.delta_sv"] = _update_singular_values(_projection(encoder.layers[layer_i], proj))
+        module = projection_module(encoder.layers[layer_i], proj)
+        arrays[f"lora.{layer_i}.{proj}.delta_sv"] = _update_singular_values(module)
     arrays["labels"] = labels.numpy().astype(np.int64)
     arrays["lora_frames"] = keep if keep is not None else np.arange(0)
     meta = dict(n_layers=n_layers, lora_modules=[f"lora.{i}.{p}" for i, p in loras],
