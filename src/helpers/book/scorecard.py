@@ -170,7 +170,9 @@ def _rank_claims(ev: pd.DataFrame) -> list[dict]:
                  for a, b in zip(paper_order[:-1], paper_order[1:])]
         order = sorted(by, key=lambda c: by[c].value)
         rows.append(_claim("rank_sensitivity_order", "3.4", "Rank sensitivity: neutral < sadness < anger < happiness",
-                           " < ".join(paper_order), " < ".join(f"{c} ({by[c].value:+.3f})" for c in order), "-",
+                           " < ".join(paper_order),
+                           "silhouette gain " + " < ".join(f"{c} {by[c].format(signed=True)}" for c in order),
+                           "the paper's order",
                            combine(*steps), "each class's silhouette gain (lowest to highest rank) interval above "
                            "the previous class's in the paper's order (conservative)", frames))
     return rows
