@@ -48,14 +48,10 @@ def lora_switched_off(model, layers: Iterable[int] | None = None,
 @torch.no_grad()
 def predict_logits(model, features: torch.Tensor, *, batch_size: int = 8) -> np.ndarray:
     """The model's logits (N, C) in eval mode, batch by batch."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
+    device = next(model.parameters()).device
+    with _eval_mode(model):
         return np.concatenate([model(input_features=features[s:s + batch_size].to(device)).logits.float().cpu().numpy()
                                for s in range(0, len(features), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def ablation_sets(n_layers: int) -> list[tuple[str, int, tuple[int, ...]]]:
@@ -76,18 +72,13 @@ def lora_ablation_table(model, features: torch.Tensor, labels: np.ndarray, *, ba
     labels = np.asarray(labels)
     rows = []
     for kind, k, layers in ablation_sets(n_layers):
-        with lora_switched_off(model, layers, projections) if layers else _nothing():
+        with lora_switched_off(model, layers, projections):  # layers=() switches nothing off
             pred = predict_logits(model, features, batch_size=batch_size).argmax(-1)
         rows.append(dict(kind=kind, k=k, layers=",".join(map(str, layers)), uar=uar(labels, pred),
                          war=float((pred == labels).mean())))
     table = pd.DataFrame(rows)
     table["d_uar"] = table["uar"] - float(table.loc[table["kind"] == "none", "uar"].iloc[0])
     return table
-
-
-@contextmanager
-def _nothing():
-    yield []
 
 
 def _site(wrapped, path: str, layer: int, part: Part, n_layers: int):
@@ -101,9 +92,25 @@ def _site(wrapped, path: str, layer: int, part: Part, n_layers: int):
     return encoder.layers[layer].self_attn if part == "attention" else encoder.layers[layer].fc2
 
 
-def _check(part: str) -> None:
+@contextmanager
+def _eval_mode(model):
+    """Dropout off within the block, the model's own mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _wrapped(model, part: str):
+    """(nnsight wrapper, encoder path, number of layers) for a patch of `part`, which is checked here."""
+    from nnsight import NNsight
+
     if part not in PATCH_PARTS:
         raise ValueError(f"part={part!r}; choose one of {PATCH_PARTS}")
+    path = encoder_path(model)
+    return NNsight(model), path, len(walk(model, path).layers)
 
 
 @torch.no_grad()
@@ -111,23 +118,15 @@ def layer_activations(model, features: torch.Tensor, layer: int, *, part: Part =
                       batch_size: int = 8) -> torch.Tensor:
     """What `patched_logits` writes: the residual stream at the input of encoder `layer` (L = the last layer's
     output), or the attention / MLP output of `layer`, (N, T, d), in eval mode."""
-    from nnsight import NNsight
-
-    _check(part)
-    path = encoder_path(model)
-    n_layers = len(walk(model, path).layers)
-    wrapped, out = NNsight(model), []
-    was_training = model.training
-    model.eval()
-    try:
+    wrapped, path, n_layers = _wrapped(model, part)
+    out = []
+    with _eval_mode(model):
         for s in range(0, len(features), batch_size):
             with wrapped.trace(input_features=features[s:s + batch_size]):
                 site = _site(wrapped, path, layer, part, n_layers)
                 value = (site.input if part == "residual" else
                          site.output[0] if part == "attention" else site.output).save()
             out.append(value.detach().clone())
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 
@@ -137,15 +136,9 @@ def patched_logits(model, features: torch.Tensor, layer: int, replacement: torch
     """Logits of `model` when the activation `layer_activations(..., layer, part=part)` names is replaced by
     `replacement` (N, T, d), e.g. another model's on the same clips; the rest of the forward pass is the model's
     own."""
-    from nnsight import NNsight
-
-    _check(part)
-    path = encoder_path(model)
-    n_layers = len(walk(model, path).layers)
-    wrapped, out = NNsight(model), []
-    was_training = model.training
-    model.eval()
-    try:
+    wrapped, path, n_layers = _wrapped(model, part)
+    out = []
+    with _eval_mode(model):
         for s in range(0, len(features), batch_size):
             new = replacement[s:s + batch_size]
             with wrapped.trace(input_features=features[s:s + batch_size]):
@@ -158,6 +151,4 @@ def patched_logits(model, features: torch.Tensor, layer: int, replacement: torch
                     site.output[:] = new
                 logits = wrapped.output.logits.save()
             out.append(logits.float().cpu().numpy())
-    finally:
-        model.train(was_training)
     return np.concatenate(out)

@@ -41,6 +41,11 @@ def _iv(evidence: pd.DataFrame, quantity: str, prefix: str = "") -> Interval:
     return Interval(float(r[name]), float(r[low]), float(r[high]))
 
 
+def _gap(a: Interval, b: Interval) -> Interval:
+    """b - a with the widest interval two independent intervals allow (a conservative comparison)."""
+    return Interval(b.value - a.value, b.low - a.high, b.high - a.low)
+
+
 def _claim(claim_id: str, section: str, claim: str, paper: str, measured: str, control: str, verdict: str,
            criterion: str, frames: str = "-") -> dict:
     if verdict not in VERDICTS:
@@ -65,9 +70,8 @@ def _performance_claims(evidence: pd.DataFrame) -> list[dict]:
                            "0.670 (tiny) ... 0.774 (large-v2)", "one size only", "-", UNTESTABLE,
                            "needs two or more sizes"))
     else:
-        steps = [judge(Interval(b.value - a.value, b.low - a.high, b.high - a.low), 0.0)
-                 for a, b in zip((_iv(gains, f"uar_gain.{s}") for s in sizes[:-1]),
-                                 (_iv(gains, f"uar_gain.{s}") for s in sizes[1:]))]
+        ivs_by_size = [_iv(gains, f"uar_gain.{s}") for s in sizes]
+        steps = [judge(_gap(a, b), 0.0) for a, b in zip(ivs_by_size[:-1], ivs_by_size[1:])]
         rows.append(_claim("uar_grows_with_size", "3.1", "LoRA UAR grows with model size",
                            "0.670 (tiny) ... 0.774 (large-v2)",
                            ", ".join(f"{s}: {_iv(gains, f'uar_gain.{s}').format()}" for s in sizes), "-",
@@ -166,8 +170,7 @@ def _rank_claims(ev: pd.DataFrame) -> list[dict]:
     paper_order = ["neutral", "sadness", "anger", "happiness"]
     if set(paper_order) <= set(gains["emotion"]):
         by = {r.emotion: Interval(r.value, r.low, r.high) for r in gains.itertuples()}
-        steps = [judge(Interval(by[b].value - by[a].value, by[b].low - by[a].high, by[b].high - by[a].low), 0.0)
-                 for a, b in zip(paper_order[:-1], paper_order[1:])]
+        steps = [judge(_gap(by[a], by[b]), 0.0) for a, b in zip(paper_order[:-1], paper_order[1:])]
         order = sorted(by, key=lambda c: by[c].value)
         rows.append(_claim("rank_sensitivity_order", "3.4", "Rank sensitivity: neutral < sadness < anger < happiness",
                            " < ".join(paper_order),
