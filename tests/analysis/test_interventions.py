@@ -7,12 +7,17 @@ import pytest
 import torch
 
 from helpers.analysis.interventions import (
+    Edit,
     ablation_sets,
+    edited_logits,
     layer_activations,
     lora_ablation_table,
     lora_switched_off,
+    patch_sweep,
     patched_logits,
     predict_logits,
+    remove_antialigned,
+    run_edits,
 )
 from helpers.models.classifier import ModelSpec, build_classifier
 from helpers.models.lora import ATTENTION_PROJECTIONS, LoraSettings, redraw_lora
@@ -96,3 +101,69 @@ def test_bad_part_and_layer_are_refused(models):
         layer_activations(lora, x, 0, part="embedding")
     with pytest.raises(ValueError, match="sublayer"):
         layer_activations(lora, x, N_LAYERS, part="mlp")
+
+
+def test_patch_sweep_is_each_single_patch_and_a_self_sweep_changes_nothing(models):
+    lora, frozen, x = models
+    sites = [("mlp", 1), ("residual", 2), ("attention", 0), ("residual", N_LAYERS)]  # any order
+    swept = patch_sweep(frozen, lora, x, sites)
+    for part, layer in sites:
+        single = patched_logits(lora, x, layer, layer_activations(frozen, x, layer, part=part), part=part)
+        np.testing.assert_allclose(swept[part, layer], single, atol=1e-5)
+    assert np.abs(swept["residual", N_LAYERS] - predict_logits(lora, x)).max() > 1e-3
+    for logits in patch_sweep(lora, lora, x, sites).values():
+        np.testing.assert_allclose(logits, predict_logits(lora, x), atol=1e-5)
+
+
+def test_erasing_every_layer_feeds_the_embeddings_to_the_final_layer_norm(models):
+    lora, _, x = models
+    np.testing.assert_allclose(edited_logits(lora, x), predict_logits(lora, x), atol=1e-6)  # no edit
+    embeddings = layer_activations(lora, x, 0)
+    expected = patched_logits(lora, x, N_LAYERS, embeddings)
+    np.testing.assert_allclose(edited_logits(lora, x, erase=range(N_LAYERS)), expected, atol=1e-5)
+    # erasing one layer = its output replaced by its input, read through the rest of the model
+    h1 = layer_activations(lora, x, 1)
+    np.testing.assert_allclose(edited_logits(lora, x, erase=[1]), patched_logits(lora, x, 2, h1), atol=1e-5)
+
+
+def test_removing_the_antialigned_part_keeps_aligned_and_orthogonal_updates():
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(5, 7, 16, generator=g)
+    orthogonal = torch.randn(5, 7, 16, generator=g)
+    orthogonal -= (orthogonal * h).sum(-1, keepdim=True) / (h * h).sum(-1, keepdim=True) * h
+    torch.testing.assert_close(remove_antialigned(h, -2 * h), torch.zeros_like(h))
+    torch.testing.assert_close(remove_antialigned(h, -3 * h + orthogonal), orthogonal, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(remove_antialigned(h, 0.5 * h + orthogonal), 0.5 * h + orthogonal)
+    mixed = torch.randn(5, 7, 16, generator=g)
+    assert ((remove_antialigned(h, mixed) * h).sum(-1) >= -1e-4).all()
+
+
+def test_antialigned_removal_in_the_model_matches_the_same_edit_done_by_hand(models):
+    lora, _, x = models
+    h, out = layer_activations(lora, x, 2), layer_activations(lora, x, 3)
+    by_hand = patched_logits(lora, x, 3, h + remove_antialigned(h, out - h))
+    np.testing.assert_allclose(edited_logits(lora, x, antialigned=[2]), by_hand, atol=1e-5)
+    assert np.abs(by_hand - predict_logits(lora, x)).max() > 1e-4  # the edit does something here
+    with pytest.raises(ValueError, match="both"):
+        edited_logits(lora, x, erase=[1], antialigned=[1])
+    with pytest.raises(ValueError, match="outside"):
+        edited_logits(lora, x, erase=[N_LAYERS])
+
+
+def test_edits_that_skip_the_layers_below_them_match_full_passes(models):
+    lora, frozen, x = models
+    edits = {"none": Edit(), "top_off": Edit(lora_off=(2, 3)), "q_off": Edit(lora_off=(1,), projections=("q_proj",)),
+             "residual0": Edit(patch=("residual", 0)), "mlp2": Edit(patch=("mlp", 2))}
+    fast = run_edits(lora, x, edits, source=frozen, batch_size=2)
+    np.testing.assert_allclose(fast["none"], predict_logits(lora, x, batch_size=2), atol=1e-5)
+    for name, layers, projections in (("top_off", (2, 3), None), ("q_off", (1,), ("q_proj",))):
+        with lora_switched_off(lora, layers, projections):
+            np.testing.assert_allclose(fast[name], predict_logits(lora, x, batch_size=2), atol=1e-5)
+    np.testing.assert_allclose(fast["residual0"], fast["none"], atol=1e-5)  # the shared front end
+    mlp = patched_logits(lora, x, 2, layer_activations(frozen, x, 2, part="mlp", batch_size=2), part="mlp",
+                         batch_size=2)
+    np.testing.assert_allclose(fast["mlp2"], mlp, atol=1e-5)
+    with pytest.raises(ValueError, match="source"):
+        run_edits(lora, x, {"p": Edit(patch=("mlp", 1))})
+    with pytest.raises(ValueError, match="outside"):
+        run_edits(lora, x, {"p": Edit(lora_off=(N_LAYERS,))})

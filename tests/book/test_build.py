@@ -46,7 +46,8 @@ def test_every_chapter_executes_without_error_or_widget(built_book):
         assert hidden and all("remove-cell" in c.metadata["tags"] for c in hidden), name
 
 
-FIGURES = {"data": 1, "finetuning": 2, "layer_contributions": 1, "logit_lens": 1, "ranks": 2, "svd": 1, "cka": 1}
+FIGURES = {"data": 1, "finetuning": 2, "layer_contributions": 1, "logit_lens": 1, "ranks": 2, "svd": 1, "cka": 1,
+           "causal": 4}
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -69,7 +70,8 @@ def test_scorecard_lists_every_claim_with_a_verdict_control_and_interval(built_b
               "attention grows more than the MLP", "Cosine differences grow negative", "minimum near 85% depth",
               "rebounds at the top", "then drops late", "prediction overlap rises late",
               "Cluster separation grows with rank", "LoRA_A activations", "LoRA_A gradients", "LoRA_B activations",
-              "LoRA_B gradients", "Forward CKA", "Gradient CKA"]
+              "LoRA_B gradients", "Forward CKA", "Gradient CKA", "concentrated in the top layers (causal)",
+              "more of LoRA's effect than the MLP (causal)"]
     for claim in claims:
         assert claim in text, claim
     nb = nbformat.read(copy / "book" / "executed" / "scorecard.ipynb", as_version=4)

@@ -69,6 +69,14 @@ def cka(**o) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(frames="all", kernel="linear", control_kind="untrained-official")
 
 
+def causal(**o) -> pd.DataFrame:
+    rows = [_row("ablation_top_quarter", contrast=o.get("vs_random", UP)),
+            _row("ablation_top_minus_bottom_half", value=o.get("vs_bottom", UP)),
+            _row("ablation_all", value=(0.3, 0.2, 0.4)),
+            _row("patch_attention_minus_mlp", value=o.get("attn", UP), contrast=o.get("attn_contrast", UP))]
+    return pd.DataFrame(rows).assign(n_layers=4, top_quarter=1, bottom_half=2, control_kind="a control")
+
+
 # claim id -> (section, table maker, {verdict: overrides})
 CASES = {
     "lora_beats_frozen": ("3.1", performance, {HOLDS: {}, FAILS: {"tiny": DOWN}, INCONCLUSIVE: {"tiny": STRADDLE}}),
@@ -104,6 +112,10 @@ CASES = {
                                       INCONCLUSIVE: {"fwd_contrast": (0.0, -0.02, 0.02)}}),
     "gradient_cka_negative": ("3.6", cka, {HOLDS: {}, FAILS: {"bwd": (0.3, 0.2, 0.4)},
                                            INCONCLUSIVE: {"bwd": (-0.05, -0.2, 0.1)}}),
+    "lora_effect_top_layers_causal": ("causal", causal, {HOLDS: {}, FAILS: {"vs_bottom": DOWN},
+                                                         INCONCLUSIVE: {"vs_random": STRADDLE}}),
+    "attention_over_mlp_causal": ("causal", causal, {HOLDS: {}, FAILS: {"attn_contrast": DOWN},
+                                                     INCONCLUSIVE: {"attn": STRADDLE}}),
 }
 
 

@@ -22,7 +22,8 @@ from .spectra import k_energy
 from .uncertainty import Interval, bootstrap_many
 
 __all__ = ["Units", "row", "contribution_evidence", "lens_evidence", "lens_curves", "svd_evidence",
-           "cka_evidence", "rank_evidence", "performance_evidence"]
+           "cka_evidence", "rank_evidence", "performance_evidence", "logit_scores", "causal_curves",
+           "causal_evidence"]
 
 Units = Sequence[dict]
 
@@ -425,4 +426,129 @@ def performance_evidence(per_unit: pd.DataFrame, *, metric: str = "uar", n_boot:
         iv = bootstrap_many([1] * len(wide), stats, n_boot=n_boot, seed=seed, resample_clips=False)
         rows.append(row(f"{metric}_gain.{size}", iv["value"], iv["control"], iv["contrast"], size=size,
                         n_units=len(wide)))
+    return pd.DataFrame(rows)
+
+
+def _uar_fast(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """UAR over the classes present in `labels` (as `helpers.training.metrics.uar`, without sklearn's overhead)."""
+    total = np.bincount(labels, minlength=n_classes)
+    hits = np.bincount(labels[pred == labels], minlength=n_classes)
+    present = total > 0
+    return float((hits[present] / total[present]).mean())
+
+
+def logit_scores(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """UAR, WAR (accuracy), mean cross-entropy loss and mean confidence (top softmax probability) of logits (N, C);
+    the official residual-erasure code reports the last three."""
+    from .logit_lens import log_softmax
+
+    log_p = log_softmax(np.asarray(logits, np.float64))
+    pred = log_p.argmax(-1)
+    return {"uar": _uar_fast(labels, pred, logits.shape[-1]), "war": float((pred == labels).mean()),
+            "loss": float(-log_p[np.arange(len(labels)), labels].mean()),
+            "confidence": float(np.exp(log_p.max(-1)).mean())}
+
+
+def _parse_causal_key(key: str) -> dict:
+    """'patch.frozen>lora.attention.3' -> experiment patch, model frozen>lora, kind attention, where 3."""
+    parts = key.split(".")
+    if parts[0] == "final":
+        return dict(experiment="final", model=parts[1], kind="intact", where="-")
+    if parts[0] == "ablate":
+        return dict(experiment="ablate", model="lora", kind=parts[1], where=parts[2])
+    return dict(experiment=parts[0], model=parts[1], kind=parts[2], where=parts[3])
+
+
+def _target(meta: dict) -> str:
+    """The intact model an edit is compared with."""
+    return meta["model"].split(">")[-1]
+
+
+def causal_curves(records: Units, *, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Every causal experiment's scores, averaged over units (folds x seeds) with a 95% interval by resampling
+    units: one row per experiment key (per layer for `probe`, `tuned`, `lens`), with `d_uar` = UAR minus the
+    intact model's (the model the edit was applied to)."""
+    rows = []
+    keys = [k for k in records[0].arrays if k != "labels"]
+    for key in keys:
+        layered = key.split(".")[0] in ("probe", "tuned", "lens")
+        n_layers = records[0][key].shape[1] if layered else 1
+        for l in range(n_layers):
+            meta = (dict(experiment=key.split(".")[0], model=key.split(".")[1], kind="layer", where=str(l))
+                    if layered else _parse_causal_key(key))
+            per_unit = []
+            for r in records:
+                y = r["labels"]
+                s = logit_scores(r[key][:, l] if layered else r[key], y)
+                if not layered:
+                    s["d_uar"] = s["uar"] - logit_scores(r[f"final.{_target(meta)}"], y)["uar"]
+                per_unit.append(s)
+            names = list(per_unit[0])
+            iv = bootstrap_many([1] * len(per_unit), lambda u, _i, values=per_unit: values[u], n_boot=n_boot,
+                                seed=seed, resample_clips=False)
+            out = dict(key=key, **meta, n_units=len(per_unit))
+            for name in names:
+                out.update({name: iv[name].value, f"{name}_low": iv[name].low, f"{name}_high": iv[name].high})
+            rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def causal_evidence(records: Units, *, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+    """The causal chapter's verdict quantities (UAR points; intervals resample units, then test clips):
+
+    - `ablation_top_quarter`: UAR lost when LoRA is switched off in the top quarter of layers; control: the mean
+      loss over random layer sets of the same size; contrast: the difference (paired);
+    - `ablation_top_minus_bottom_half`: that loss minus the loss from switching off the bottom half;
+    - `ablation_all`: the loss from switching LoRA off everywhere (how much LoRA matters at all);
+    - `patch_attention_minus_mlp`: mean over layers of (UAR lost when the frozen model's attention output replaces
+      the LoRA model's) minus (the same for the MLP output); control: the same for the untrained adapter (official
+      init) under the trained head; contrast: the difference;
+    - `antialigned_top`: UAR lost when the top quarter's updates lose their component anti-aligned with h; control:
+      the same edit in the frozen model;
+    - `lora_minus_frozen`: the two models' UAR gap on these clips.
+    """
+    meta = records[0].meta
+    n_layers, q, half = int(meta["n_layers"]), int(meta["top_quarter"]), int(meta["bottom_half"])
+    n_classes = records[0]["final.lora"].shape[-1]
+    randoms = sorted(k for k in records[0].arrays if k.startswith("ablate.random."))
+    preds = [{k: v.argmax(-1) for k, v in r.arrays.items() if k != "labels" and v.ndim == 2} for r in records]
+    labels = [r["labels"] for r in records]
+
+    def stats(u: int, idx: np.ndarray) -> dict[str, float]:
+        y = labels[u][idx]
+
+        def score(key: str) -> float:
+            return _uar_fast(y, preds[u][key][idx], n_classes)
+
+        lora, frozen = score("final.lora"), score("final.frozen")
+        top = lora - score(f"ablate.top.{q}")
+        random = float(np.mean([lora - score(k) for k in randoms]))
+        attn_mlp = {}
+        for target in ("lora", "untrained"):
+            base = score(f"final.{target}")
+            attn_mlp[target] = float(np.mean([(base - score(f"patch.frozen>{target}.attention.{l}"))
+                                              - (base - score(f"patch.frozen>{target}.mlp.{l}"))
+                                              for l in range(n_layers)]))
+        anti = {m: score(f"final.{m}") - score(f"antialigned.{m}.top.{q}") for m in ("lora", "frozen")}
+        return {"ablation_top_quarter.value": top, "ablation_top_quarter.control": random,
+                "ablation_top_quarter.contrast": top - random,
+                "ablation_top_minus_bottom_half.value": top - (lora - score(f"ablate.bottom.{half}")),
+                "ablation_all.value": lora - score(f"ablate.bottom.{n_layers}"),
+                "patch_attention_minus_mlp.value": attn_mlp["lora"],
+                "patch_attention_minus_mlp.control": attn_mlp["untrained"],
+                "patch_attention_minus_mlp.contrast": attn_mlp["lora"] - attn_mlp["untrained"],
+                "antialigned_top.value": anti["lora"], "antialigned_top.control": anti["frozen"],
+                "antialigned_top.contrast": anti["lora"] - anti["frozen"],
+                "lora_minus_frozen.value": lora - frozen}
+
+    quantities = ("ablation_top_quarter", "ablation_top_minus_bottom_half", "ablation_all",
+                  "patch_attention_minus_mlp", "antialigned_top", "lora_minus_frozen")
+    intervals = bootstrap_many([len(y) for y in labels], stats, n_boot=n_boot, seed=seed)
+    controls = {"ablation_top_quarter": f"random {q}-layer sets ({len(randoms)})",
+                "patch_attention_minus_mlp": "untrained adapter (official init), trained head",
+                "antialigned_top": "frozen model"}
+    rows = _triplet_rows(intervals, quantities, n_layers=n_layers, top_quarter=q, bottom_half=half,
+                         n_units=len(records))
+    for r in rows:
+        r["control_kind"] = controls.get(r["quantity"])
     return pd.DataFrame(rows)

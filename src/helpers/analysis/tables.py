@@ -14,7 +14,8 @@ from .spectra import k90_summary, spectrum_table
 from .tracing import Trace
 
 __all__ = ["contribution_tables", "logit_lens_tables", "rank_separability", "svd_tables", "cka_tables",
-           "cka_trained_vs_untrained"]
+           "cka_trained_vs_untrained", "ablation_table", "patching_table", "erasure_table", "antialigned_table",
+           "probe_table"]
 
 
 def contribution_tables(traces: dict, *, frames: str = "all") -> pd.DataFrame:
@@ -105,3 +106,64 @@ def cka_trained_vs_untrained(traces: dict, *, control_kind: str = "untrained-off
             rows.append(dict(module=name, layer=int(layer), projection=proj, matrix=part, cka=value,
                              control=control_kind, kernel=kernel, frames=frames))
     return pd.DataFrame(rows)
+
+
+_SCORES = ["uar", "uar_low", "uar_high", "d_uar", "d_uar_low", "d_uar_high", "war"]
+
+
+def _experiment(curves: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    return curves[curves["experiment"] == experiment].reset_index(drop=True)
+
+
+def ablation_table(curves: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """LoRA switched off in each layer set (`helpers.analysis.causal.ablation_plan`): the layers, the projection
+    types, test UAR and its change from the intact LoRA model (mean over units, 95% interval over units)."""
+    part = _experiment(curves, "ablate")
+    plan = meta["ablations"]
+    names = part["kind"] + "." + part["where"]
+    return part.assign(
+        set=names, layers=[",".join(map(str, plan[n]["layers"])) for n in names],
+        projections=[",".join(plan[n]["projections"] or ["all"]) for n in names])[["set", "layers", "projections",
+                                                                                     *_SCORES]]
+
+
+def patching_table(curves: pd.DataFrame, *, gap_defined: bool) -> pd.DataFrame:
+    """Activation patching: UAR of the target model with one site taken from the source model, and, for the
+    residual stream, the fraction of the UAR gap recovered, (patched - target) / (source - target) on unit means;
+    NaN when the two models' UAR gap is not distinguishable from 0 (`gap_defined` False)."""
+    part = _experiment(curves, "patch")
+    finals = _experiment(curves, "final").set_index("model")["uar"]
+    source = part["model"].str.split(">").str[0]
+    target = part["model"].str.split(">").str[1]
+    gap = source.map(finals) - target.map(finals)
+    fraction = (part["uar"] - target.map(finals)) / gap
+    fraction[(part["kind"] != "residual") | ~gap_defined | (gap.abs() < 1e-12)] = np.nan
+    return part.assign(source=source, target=target, site=part["kind"], layer=part["where"].astype(int),
+                       gap_recovered=fraction)[["source", "target", "site", "layer", *_SCORES, "gap_recovered"]]
+
+
+def erasure_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """The official residual erasure: accuracy drop, loss increase and confidence drop from the intact model, and
+    the official contribution score acc_drop + 0.5 conf_drop - 0.1 loss_increase, per model and erased set."""
+    part = _experiment(curves, "erase")
+    finals = _experiment(curves, "final").set_index("model")
+    intact = finals.loc[part["model"]].reset_index(drop=True)
+    out = part.assign(erased=part["kind"] + " " + part["where"], acc_drop=intact["war"] - part["war"],
+                      loss_increase=part["loss"] - intact["loss"], conf_drop=intact["confidence"] - part["confidence"])
+    out["official_score"] = out["acc_drop"] + 0.5 * out["conf_drop"] - 0.1 * out["loss_increase"]
+    return out[["model", "erased", "uar", "d_uar", "d_uar_low", "d_uar_high", "acc_drop", "loss_increase",
+                "conf_drop", "official_score"]]
+
+
+def antialigned_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """The anti-aligned component of a + m removed: UAR and its change, per model and layer set."""
+    part = _experiment(curves, "antialigned")
+    return part.assign(layers=part["kind"] + " " + part["where"])[["model", "layers", *_SCORES]]
+
+
+def probe_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per layer and model: test UAR of the linear probe, the tuned lens and the raw logit lens."""
+    part = curves[curves["experiment"].isin(["probe", "tuned", "lens"])]
+    wide = part.pivot_table(index=["model", "where"], columns="experiment", values="uar").reset_index()
+    wide["layer"] = wide["where"].astype(int)
+    return wide.sort_values(["model", "layer"])[["model", "layer", "probe", "tuned", "lens"]].reset_index(drop=True)

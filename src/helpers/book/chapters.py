@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from ..analysis.causal import CausalSettings, fold_interventions
 from ..analysis.sets import AnalysisSettings
 from ..analysis.traces import UNIT_KINDS, fold_traces, rank_runs
 from ..config import make_config
@@ -15,11 +16,12 @@ from ..io import CACHE_ENV, parse_list
 from ..progress import quiet_library_progress
 from ..training.runs import RunResults, run_cross_validation
 
-__all__ = ["ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS", "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup",
+__all__ = ["CAUSAL_DEFAULTS", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS",
+           "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup",
            "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "analysis_settings",
            "main_traces", "main_units", "rank_traces", "seed_runs", "rank_evidence_for", "full_scorecard",
            "VERDICT_COLORS", "claims_html", "criteria_markdown", "show_claims", "show_settings", "show", "show_table",
-           "explore"]
+           "explore", "causal_summary"]
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
@@ -227,11 +229,35 @@ def rank_evidence_for(rank_set: dict, *, definition: str = "lora_a", frames: str
                                                                      state=top)
 
 
+CAUSAL_DEFAULTS = {"smoke": CausalSettings(batch_size=16, random_sets=4, probe_per_class=10),
+                   "demo": CausalSettings(batch_size=32, probe_per_class=30),
+                   "paper": CausalSettings(batch_size=8, probe_per_class=100)}
+
+
+def causal_records(chapter: Chapter, *, seeds=None, settings: CausalSettings | None = None) -> list:
+    """The causal experiments of every fold of the main runs (`helpers.analysis.causal`), for `seeds` (None: the
+    chapter's first seed, the main run), cached per fold."""
+    from ..progress import progress
+
+    seeds = (chapter.seeds[0],) if seeds is None else parse_seeds(seeds)
+    settings = settings or CAUSAL_DEFAULTS.get(chapter.profile, CausalSettings())
+    records = []
+    for seed in seeds:
+        runs = main_runs(chapter.profile, **_seed_overrides(chapter.profile, seed, chapter.seeds or seeds,
+                                                            chapter.overrides))
+        for fold_index in progress(range(len(runs["lora"].folds)), desc=f"causal experiments, seed {seed}",
+                                   unit="fold"):
+            records.append(fold_interventions(runs["lora"], runs["frozen"], fold_index=fold_index,
+                                              settings=settings))
+    return records
+
+
 def full_scorecard(chapter: Chapter, *, ranks="8,32,64", definition: str = "lora_a", alpha_rule: str = "scaled",
                    seeds=None):
     """Every claim under both frame selections (all frames, as the official code; speech frames only), from the
     chapter's units, the main runs of every seed and the rank runs of the chapter's fold."""
     from ..analysis.evidence import (
+        causal_evidence,
         cka_evidence,
         contribution_evidence,
         lens_evidence,
@@ -252,6 +278,7 @@ def full_scorecard(chapter: Chapter, *, ranks="8,32,64", definition: str = "lora
         "ranks": [rank_evidence_for(rank_set, definition=definition, frames=f) for f in both],
         "svd": [svd_evidence(chapter.units, frames=f) for f in both],
         "cka": [cka_evidence(chapter.units, frames=f) for f in both],
+        "causal": causal_evidence(causal_records(chapter)),
     }
     return scorecard(evidence)
 
@@ -336,3 +363,45 @@ def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> N
         ipywidgets.interact(lambda **values: show(plot(**values)), **controls)
         return
     show(plot(**{k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in controls.items()}))
+
+
+def causal_summary(evidence, probes) -> str:
+    """"What this run shows" for the causal chapter, every number read from the evidence and probe tables."""
+    from ..analysis.uncertainty import Interval, judge
+
+    def iv(quantity: str, prefix: str = "") -> Interval:
+        r = evidence[evidence["quantity"] == quantity].iloc[0]
+        name = prefix or "value"
+        low, high = (f"{prefix}_low", f"{prefix}_high") if prefix else ("low", "high")
+        return Interval(float(r[name]), float(r[low]), float(r[high]))
+
+    q, n = int(evidence["top_quarter"].iloc[0]), int(evidence["n_layers"].iloc[0])
+    every, top, gap = iv("ablation_all"), iv("ablation_top_quarter"), iv("lora_minus_frozen")
+    attn = iv("patch_attention_minus_mlp")
+    last = probes.groupby("model")["layer"].max()
+    first_probe = probes[probes["layer"] == 0].set_index("model")["probe"]
+    top_probe = probes[probes["layer"] == probes["layer"].max()].set_index("model")["probe"]
+    words = {"holds": "is above 0", "does not hold": "is below 0", "inconclusive": "straddles 0"}
+    def change(x: Interval) -> str:  # evidence holds UAR *lost*; a reader wants the change
+        return Interval(-x.value, -x.high, -x.low).format(signed=True)
+
+    sets = "single layers" if q == 1 else f"sets of {q} layers"
+    lines = [
+        f"- **Does LoRA matter at all?** Switching LoRA off in every layer changes test UAR by {change(every)}; "
+        f"the LoRA model's UAR minus the frozen model's on the same clips is {gap.format(signed=True)}.",
+        f"- **Depth.** Switching LoRA off in the top {q} of {n} layers changes UAR by {change(top)}, against "
+        f"{change(iv('ablation_top_quarter', 'control'))} for random {sets}; the interval of the difference in UAR "
+        f"lost {words[judge(iv('ablation_top_quarter', 'contrast'), 0.0)]} (above 0 would mean the top matters "
+        "more than random layers).",
+        f"- **Attention vs MLP.** The UAR lost when the frozen model's attention output replaces the LoRA model's, "
+        f"minus the UAR lost when its MLP output does (mean over layers), is {attn.format(signed=True)}; the "
+        f"interval {words[judge(attn, 0.0)]}.",
+        "- **Decodable vs readable.** A linear probe on the embeddings (layer 0) already reaches "
+        + ", ".join(f"{m} {first_probe[m]:.2f}" for m in first_probe.index)
+        + " test UAR, and at the last layer "
+        + ", ".join(f"{m} {top_probe[m]:.2f}" for m in top_probe.index)
+        + f" (layer {int(last.iloc[0])}): where the probe is high early while the raw lens sits near chance, the "
+        "emotion is present early in a form the head cannot read; the tuned lens shows how far each layer is from "
+        "the head's input.",
+    ]
+    return "\n".join(lines)

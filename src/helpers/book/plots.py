@@ -11,7 +11,8 @@ from ..labels import EMOTIONS
 
 __all__ = ["protocol_figure", "contribution_figure", "logit_lens_figure", "tsne_figure", "separability_figure",
            "spectra_figure",
-           "cka_figure", "metric_bars_figure", "clip_figure"]
+           "cka_figure", "metric_bars_figure", "clip_figure", "ablation_figure", "patching_figure",
+           "probe_figure", "erasure_figure"]
 
 COLORS = {"attention": "tab:blue", "mlp": "tab:orange", "attention+mlp": "tab:green", "lora": "tab:red",
           "frozen": "tab:gray"}
@@ -173,4 +174,103 @@ def clip_figure(wave: np.ndarray, features: np.ndarray, title: str) -> Figure:
     axes[0].set(title=title, xlabel="s")
     axes[1].imshow(features, origin="lower", aspect="auto", cmap="magma")
     axes[1].set(xlabel="frame (10 ms)", ylabel="mel bin")
+    return fig
+
+
+def _band(ax, x, part: pd.DataFrame, col: str, **style) -> None:
+    """A line of `col` with its interval (`col_low`, `col_high`) shaded."""
+    line, = ax.plot(x, part[col], marker="o", **style)
+    ax.fill_between(x, part[f"{col}_low"], part[f"{col}_high"], color=line.get_color(), alpha=0.15, lw=0)
+
+
+def _rows(curves: pd.DataFrame, experiment: str, model: str, kind: str) -> pd.DataFrame:
+    part = curves[(curves["experiment"] == experiment) & (curves["model"] == model) & (curves["kind"] == kind)]
+    return part.assign(at=part["where"].astype(int)).sort_values("at")
+
+
+def ablation_figure(curves: pd.DataFrame, *, top_quarter: int, metric: str = "d_uar") -> Figure:
+    """LoRA switched off by depth: (a) the bottom k / top k layers, with the random sets' mean as the control;
+    (b) each single layer. `metric` is the change in UAR from the intact model (or uar, war)."""
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 3.6))
+    for kind, color in (("bottom", "tab:blue"), ("top", "tab:red")):
+        part = _rows(curves, "ablate", "lora", kind)
+        _band(left, part["at"], part, metric, color=color, label=f"{kind} k layers off")
+    randoms = curves[(curves["experiment"] == "ablate") & (curves["kind"] == "random")]
+    if len(randoms):
+        left.plot([top_quarter], [randoms[metric].mean()], marker="X", ms=9, ls="", color="black",
+                  label=f"{top_quarter} random layers (mean of {len(randoms)} sets)")
+    left.set(xlabel="k (layers with LoRA switched off)", ylabel=metric, title="(a) bottom k vs top k layers")
+    single = _rows(curves, "ablate", "lora", "single")
+    right.bar(single["at"], single[metric], yerr=[single[metric] - single[f"{metric}_low"],
+                                                  single[f"{metric}_high"] - single[metric]],
+              color="tab:purple", capsize=3)
+    right.set(xlabel="encoder layer with LoRA switched off", ylabel=metric, title="(b) one layer at a time")
+    for ax in (left, right):
+        ax.axhline(0, color="black", lw=0.6)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    left.legend(fontsize=8)
+    return fig
+
+
+def patching_figure(curves: pd.DataFrame, *, metric: str = "uar") -> Figure:
+    """Activation patching between the frozen and the LoRA model: (a) the residual stream at each layer's input,
+    both directions, with each model's intact score as a reference line; (b) attention vs MLP output patched from
+    the frozen model into the LoRA model, per layer."""
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 3.6))
+    for direction, color in (("frozen>lora", "tab:red"), ("lora>frozen", "tab:gray")):
+        part = _rows(curves, "patch", direction, "residual")
+        source, target = direction.split(">")
+        _band(left, part["at"], part, metric, color=color, label=f"{target} model, {source}'s residual patched in")
+    for model in ("lora", "frozen"):
+        intact = curves[(curves["experiment"] == "final") & (curves["model"] == model)][metric].iloc[0]
+        left.axhline(intact, color=COLORS[model], ls=":", lw=1, label=f"{model} intact")
+    left.set(xlabel="layer whose input is patched (L = before the final LayerNorm)", ylabel=metric.upper(),
+             title="(a) residual stream")
+    width = 0.38
+    for offset, part_name in ((-width / 2, "attention"), (width / 2, "mlp")):
+        part = _rows(curves, "patch", "frozen>lora", part_name)
+        right.bar(part["at"] + offset, part["d_uar"], width, color=COLORS[part_name], label=part_name,
+                  yerr=[part["d_uar"] - part["d_uar_low"], part["d_uar_high"] - part["d_uar"]], capsize=2)
+    right.axhline(0, color="black", lw=0.6)
+    right.set(xlabel="encoder layer", ylabel="UAR change of the LoRA model",
+              title="(b) frozen sublayer output patched into LoRA")
+    for ax in (left, right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def probe_figure(curves: pd.DataFrame, *, metric: str = "uar") -> Figure:
+    """Per layer: a linear probe trained on the layer's pooled state, the tuned lens and the raw logit lens, for
+    the LoRA (solid) and the frozen model (dashed)."""
+    fig, ax = _subplots(figsize=(7.5, 3.8))
+    for experiment, color, name in (("probe", "tab:green", "linear probe"), ("tuned", "tab:blue", "tuned lens"),
+                                    ("lens", "tab:orange", "raw logit lens")):
+        for model, ls in (("lora", "-"), ("frozen", "--")):
+            part = _rows(curves, experiment, model, "layer")
+            _band(ax, part["at"], part, metric, color=color, ls=ls, label=f"{name}, {model}")
+    ax.axhline(1 / len(EMOTIONS), color="black", ls=":", lw=0.8, label="chance")
+    ax.set(xlabel="layer (0 = input of layer 0, L = last layer's output)", ylabel=f"test {metric.upper()}",
+           ylim=(0, 1))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def erasure_figure(curves: pd.DataFrame, *, metric: str = "d_uar") -> Figure:
+    """The official residual erasure (a layer's output set to its input): (a) one layer at a time, (b) the bottom
+    k and the top k layers erased, LoRA vs frozen."""
+    fig, (left, right) = _subplots(1, 2, figsize=(10, 3.6))
+    for model in ("lora", "frozen"):
+        part = _rows(curves, "erase", model, "single")
+        _band(left, part["at"], part, metric, color=COLORS[model], label=model)
+        for kind, ls in (("bottom", "-"), ("top", "--")):
+            part = _rows(curves, "erase", model, kind)
+            _band(right, part["at"], part, metric, color=COLORS[model], ls=ls, label=f"{model}, {kind} k erased")
+    left.set(xlabel="erased layer", ylabel=metric, title="(a) one layer erased")
+    right.set(xlabel="k (layers erased)", ylabel=metric, title="(b) progressive erasure")
+    for ax in (left, right):
+        ax.axhline(0, color="black", lw=0.6)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=8)
     return fig

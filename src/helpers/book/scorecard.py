@@ -231,13 +231,40 @@ def _cka_claims(ev: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def _causal_claims(ev: pd.DataFrame) -> list[dict]:
+    n_layers, q, half = (int(ev[c].iloc[0]) for c in ("n_layers", "top_quarter", "bottom_half"))
+    top, vs_random = _iv(ev, "ablation_top_quarter"), _iv(ev, "ablation_top_quarter", "contrast")
+    vs_bottom, every = _iv(ev, "ablation_top_minus_bottom_half"), _iv(ev, "ablation_all")
+    attn, attn_vs_control = _iv(ev, "patch_attention_minus_mlp"), _iv(ev, "patch_attention_minus_mlp", "contrast")
+    kind = lambda quantity: ev.loc[ev["quantity"] == quantity, "control_kind"].iloc[0]  # noqa: E731
+    return [
+        _claim("lora_effect_top_layers_causal", "causal", "LoRA's effect is concentrated in the top layers (causal)",
+               "delayed specialization: early layers preserved, the top layers adapt (Sections 3.2-3.3)",
+               f"UAR lost with LoRA off in the top {q} of {n_layers} layers {top.format(signed=True)}; minus the "
+               f"bottom {half} {vs_bottom.format(signed=True)}; all layers {every.format(signed=True)}",
+               f"{kind('ablation_top_quarter')}: {_iv(ev, 'ablation_top_quarter', 'control').format(signed=True)}",
+               combine(judge(vs_random, 0.0), judge(vs_bottom, 0.0)),
+               "switching LoRA off in the top quarter costs more UAR than in random layer sets of the same size "
+               "(paired) and more than in the bottom half"),
+        _claim("attention_over_mlp_causal", "causal", "Attention carries more of LoRA's effect than the MLP (causal)",
+               "attention grows more than the MLP (Fig. 1a)",
+               f"mean over layers, UAR lost patching in the frozen attention output minus the MLP output "
+               f"{attn.format(signed=True)}",
+               f"{kind('patch_attention_minus_mlp')}: "
+               f"{_iv(ev, 'patch_attention_minus_mlp', 'control').format(signed=True)}",
+               combine(judge(attn, 0.0), judge(attn_vs_control, 0.0)),
+               "the attention-minus-MLP loss is above 0 and above the control's (paired)"),
+    ]
+
+
 _MAKERS = {"3.1": ("performance", _performance_claims), "3.2": ("contributions", _contribution_claims),
            "3.3": ("lens", _lens_claims), "3.4": ("ranks", _rank_claims), "3.5": ("svd", _svd_claims),
-           "3.6": ("cka", _cka_claims)}
+           "3.6": ("cka", _cka_claims), "causal": ("causal", _causal_claims)}
 CLAIM_IDS = ("lora_beats_frozen", "uar_grows_with_size", "contribution_grows_late", "attention_over_mlp",
              "cosine_negative_with_depth", "frozen_kl_minimum", "frozen_kl_rebound", "lora_kl_high_then_late_drop",
              "lora_overlap_rises_late", "separation_grows_with_rank", "rank_sensitivity_order", "k90_A", "k90_B",
-             "k90_A_grad", "k90_B_grad", "forward_cka_high", "gradient_cka_negative")
+             "k90_A_grad", "k90_B_grad", "forward_cka_high", "gradient_cka_negative",
+             "lora_effect_top_layers_causal", "attention_over_mlp_causal")
 
 
 def section_claims(section: str, evidence: pd.DataFrame) -> pd.DataFrame:
@@ -248,8 +275,8 @@ def section_claims(section: str, evidence: pd.DataFrame) -> pd.DataFrame:
 
 
 def scorecard(evidence: dict[str, list[pd.DataFrame] | pd.DataFrame]) -> pd.DataFrame:
-    """All claims: `evidence` maps a table name (performance, contributions, lens, ranks, svd, cka) to one evidence
-    table or a list of them (e.g. one per frames setting); a missing table gives "not testable" rows."""
+    """All claims: `evidence` maps a table name (performance, contributions, lens, ranks, svd, cka, causal) to one
+    evidence table or a list of them (e.g. one per frames setting); a missing table gives "not testable" rows."""
     rows = []
     for section, (name, maker) in _MAKERS.items():
         tables = evidence.get(name)
