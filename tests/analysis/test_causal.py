@@ -128,14 +128,20 @@ def test_experiments_that_must_agree_do(smoke_records):
 
 @pytest.mark.integration
 def test_records_are_cached_and_the_chapter_tables_and_verdicts_build(smoke_records):
-    from helpers.analysis.tables import ablation_table, erasure_table, patching_table, probe_table
+    from helpers.analysis.tables import ablation_table, erasure_table, patching_table, probe_table, with_intervals
     from helpers.book import chapters
 
     again = chapters.causal_records(chapters.setup("smoke"))
     assert all(np.array_equal(a["final.lora"], b["final.lora"]) for a, b in zip(again, smoke_records))
     curves, evidence = causal_curves(smoke_records, n_boot=20), causal_evidence(smoke_records, n_boot=20)
-    assert len(ablation_table(curves, smoke_records[0].meta)) and len(erasure_table(curves))
-    assert patching_table(curves, gap_defined=False)["gap_recovered"].isna().all()
+    ablation = ablation_table(curves, smoke_records[0].meta)
+    assert list(ablation["set"][:4]) == ["single.0", "single.1", "single.2", "single.3"] and len(erasure_table(curves))
+    shown = with_intervals(ablation)
+    assert "uar_low" not in shown and shown["d_uar"].str.match(r"^[+-]\d\.\d{3} \[[+-]").all()
+    patching = patching_table(curves, evidence)
+    gap = evidence.set_index("quantity").loc["lora_minus_frozen"]
+    residual = patching[patching["site"] == "residual"]["gap_recovered"]
+    assert residual.isna().all() == (gap["low"] <= 0 <= gap["high"])  # a ratio only where the gap is not 0
     assert set(probe_table(curves)["model"]) == {"lora", "frozen"}
     claims = section_claims("causal", evidence)
     assert len(claims) == 2 and claims["measured"].str.contains(r"\[").all()

@@ -15,7 +15,7 @@ from .tracing import Trace
 
 __all__ = ["contribution_tables", "logit_lens_tables", "rank_separability", "svd_tables", "cka_tables",
            "cka_trained_vs_untrained", "ablation_table", "patching_table", "erasure_table", "antialigned_table",
-           "probe_table"]
+           "probe_table", "with_intervals"]
 
 
 def contribution_tables(traces: dict, *, frames: str = "all") -> pd.DataFrame:
@@ -111,8 +111,30 @@ def cka_trained_vs_untrained(traces: dict, *, control_kind: str = "untrained-off
 _SCORES = ["uar", "uar_low", "uar_high", "d_uar", "d_uar_low", "d_uar_high", "war"]
 
 
+_KIND_ORDER = {k: i for i, k in enumerate(("intact", "single", "bottom", "top", "proj", "random", "residual",
+                                             "attention", "mlp", "layer"))}
+
+
 def _experiment(curves: pd.DataFrame, experiment: str) -> pd.DataFrame:
-    return curves[curves["experiment"] == experiment].reset_index(drop=True)
+    """One experiment's rows in reading order: by model, kind (single, bottom, top, ...) and layer or k."""
+    part = curves[curves["experiment"] == experiment]
+    order = pd.DataFrame({"model": part["model"], "kind": part["kind"].map(_KIND_ORDER).fillna(99),
+                          "at": pd.to_numeric(part["where"], errors="coerce").fillna(-1)})
+    return part.loc[order.sort_values(["model", "kind", "at"], kind="stable").index].reset_index(drop=True)
+
+
+def with_intervals(table: pd.DataFrame, names=("uar", "d_uar"), digits: int = 3) -> pd.DataFrame:
+    """`table` with each of `names` (and its `_low`, `_high` columns) shown as one text column
+    "value [low, high]", for display."""
+    out = table.copy()
+    for name in names:
+        if name not in out:
+            continue
+        signed = "+" if name.startswith("d_") else ""
+        out[name] = [f"{v:{signed}.{digits}f} [{lo:{signed}.{digits}f}, {hi:{signed}.{digits}f}]"
+                     for v, lo, hi in zip(out[name], out[f"{name}_low"], out[f"{name}_high"])]
+        out = out.drop(columns=[f"{name}_low", f"{name}_high"])
+    return out
 
 
 def ablation_table(curves: pd.DataFrame, meta: dict) -> pd.DataFrame:
@@ -127,10 +149,12 @@ def ablation_table(curves: pd.DataFrame, meta: dict) -> pd.DataFrame:
                                                                                      *_SCORES]]
 
 
-def patching_table(curves: pd.DataFrame, *, gap_defined: bool) -> pd.DataFrame:
+def patching_table(curves: pd.DataFrame, evidence: pd.DataFrame) -> pd.DataFrame:
     """Activation patching: UAR of the target model with one site taken from the source model, and, for the
     residual stream, the fraction of the UAR gap recovered, (patched - target) / (source - target) on unit means;
-    NaN when the two models' UAR gap is not distinguishable from 0 (`gap_defined` False)."""
+    NaN when the interval of the two models' UAR gap (`lora_minus_frozen` in `evidence`) contains 0."""
+    gap_row = evidence.set_index("quantity").loc["lora_minus_frozen"]
+    gap_defined = bool(gap_row["low"] > 0 or gap_row["high"] < 0)
     part = _experiment(curves, "patch")
     finals = _experiment(curves, "final").set_index("model")["uar"]
     source = part["model"].str.split(">").str[0]
@@ -151,8 +175,8 @@ def erasure_table(curves: pd.DataFrame) -> pd.DataFrame:
     out = part.assign(erased=part["kind"] + " " + part["where"], acc_drop=intact["war"] - part["war"],
                       loss_increase=part["loss"] - intact["loss"], conf_drop=intact["confidence"] - part["confidence"])
     out["official_score"] = out["acc_drop"] + 0.5 * out["conf_drop"] - 0.1 * out["loss_increase"]
-    return out[["model", "erased", "uar", "d_uar", "d_uar_low", "d_uar_high", "acc_drop", "loss_increase",
-                "conf_drop", "official_score"]]
+    return out[["model", "erased", "uar", "uar_low", "uar_high", "d_uar", "d_uar_low", "d_uar_high", "acc_drop",
+                "loss_increase", "conf_drop", "official_score"]]
 
 
 def antialigned_table(curves: pd.DataFrame) -> pd.DataFrame:
