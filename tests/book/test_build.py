@@ -71,7 +71,7 @@ def test_scorecard_lists_every_claim_with_a_verdict_control_and_interval(built_b
               "rebounds at the top", "then drops late", "prediction overlap rises late",
               "Cluster separation grows with rank", "LoRA_A activations", "LoRA_A gradients", "LoRA_B activations",
               "LoRA_B gradients", "Forward CKA", "Gradient CKA", "concentrated in the top layers (causal)",
-              "more of LoRA's effect than the MLP (causal)"]
+              "than the MLP (causal)"]
     for claim in claims:
         assert claim in text, claim
     nb = nbformat.read(copy / "book" / "executed" / "scorecard.ipynb", as_version=4)
