@@ -61,6 +61,8 @@ def test_each_page_holds_its_figures_and_tables(built_book, chapter):
     assert f'href="../../source-notebooks/{chapter}.ipynb"' in html
     assert (copy / "_build" / "html" / "source-notebooks" / f"{chapter}.ipynb").is_file()
     assert f"_sources/book/executed/{chapter}.ipynb" in html  # the download of the executed notebook
+    assert "_static/mathjax/tex-mml-chtml.js" in html and "cdn.jsdelivr.net/npm/mathjax" not in html  # offline
+    assert (copy / "_build" / "html" / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
 
 
 def test_scorecard_lists_every_claim_with_a_verdict_control_and_interval(built_book):

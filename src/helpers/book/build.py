@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["CHAPTERS", "toc_chapters", "chapter_parameters", "execute_chapter", "build_book", "main"]
+__all__ = ["CHAPTERS", "toc_chapters", "chapter_parameters", "execute_chapter", "build_book", "install_mathjax",
+           "main"]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXECUTED = "book/executed/"
@@ -108,7 +109,31 @@ def build_book(root: Path = ROOT) -> Path:
     index = root / "_build" / "html" / "index.html"
     if not index.is_file():
         raise RuntimeError(f"the book build finished but {index} is missing")
+    install_mathjax(root / "_build" / "html" / "_static" / "mathjax")
     return index
+
+
+MATHJAX_PARTS = ("tex-mml-chtml.js", "output/chtml", "input/tex/extensions", "ui", "a11y")
+
+
+def install_mathjax(target: Path) -> Path:
+    """Copy MathJax 3 (the combined TeX/MathML -> CHTML file, its fonts and the extensions it loads on demand) from
+    the pinned `django-static-mathjax` package into the built book, where `_config.yml`'s `mathjax_path` points, so
+    equations render without a network."""
+    import mathjax
+
+    source = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    if not (source / MATHJAX_PARTS[0]).is_file():
+        raise FileNotFoundError(f"{source / MATHJAX_PARTS[0]} is missing: reinstall django-static-mathjax "
+                                "(`make install`)")
+    for part in MATHJAX_PARTS:
+        src, dst = source / part, target / part
+        if src.is_dir():
+            shutil.copytree(src, dst, dirs_exist_ok=True)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return target / MATHJAX_PARTS[0]
 
 
 def main(argv: list[str] | None = None) -> int:
