@@ -25,13 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def build(profile: str, cache: str) -> tuple[float, dict]:
-    """Seconds of one `python -m helpers.book` with `cache` as the project cache, and its chapter times."""
+    """Seconds of one `python -m helpers.book` with `cache` as the project cache, and each chapter's seconds in
+    it (None for a chapter the driver found unchanged and did not re-execute)."""
     env = {**os.environ, "BTS_CACHE_DIR": cache, "TQDM_DISABLE": "1"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "helpers.book", "--profile", profile], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    log = subprocess.run([sys.executable, "-m", "helpers.book", "--profile", profile], cwd=ROOT, env=env,
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
     seconds = time.perf_counter() - start
-    return seconds, json.loads((ROOT / "book" / "executed" / "timings.json").read_text())
+    timings = json.loads((ROOT / "book" / "executed" / "timings.json").read_text())
+    skipped = {line.split(":")[0].removeprefix("chapter ") for line in log.splitlines() if ": unchanged" in line}
+    return seconds, {name: None if name in skipped else t for name, t in timings.items()}
 
 
 def main() -> None:
@@ -46,7 +49,10 @@ def main() -> None:
     lines = [f"{args.profile} book, {torch.get_num_threads()} CPU cores; the first build starts from an empty cache "
              "(tiny.en conversion, corpus, every training run and trace)", "",
              "| chapter | first build s | no-change rebuild s |", "|---|---|---|"]
-    lines += [f"| {name} | {first_chapters[name]:.1f} | {again_chapters.get(name, float('nan')):.1f} |"
+    def cell(t) -> str:
+        return "not re-executed" if t is None else f"{t:.1f}"
+
+    lines += [f"| {name} | {cell(first_chapters[name])} | {cell(again_chapters.get(name))} |"
               for name in first_chapters]
     lines += [f"| whole build (chapters + jupyter-book) | {first:.1f} | {again:.1f} |",
               f"| ratio first / rebuild | | {first / again:.1f}x |"]

@@ -94,6 +94,29 @@ def test_chapter_timings_are_recorded(built_book):
     assert set(timings) == set(CHAPTERS) and all(t > 0 for t in timings.values())
 
 
+def test_a_rebuild_re_executes_only_the_chapters_whose_inputs_changed(built_book, cache_dir):
+    copy, _ = built_book
+    env = {**os.environ, "BTS_CACHE_DIR": cache_dir, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(copy / "src")}
+
+    def rebuild() -> str:
+        result = subprocess.run([sys.executable, "-m", "helpers.book", "--profile", "smoke"], cwd=copy, env=env,
+                                capture_output=True, text=True, timeout=1200)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return result.stdout
+
+    log = rebuild()
+    assert all(f"chapter {name}: unchanged" in log for name in CHAPTERS), log
+    notebook = copy / "notebooks" / "reproducibility.ipynb"
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("An edit a reader made."))
+    nbformat.write(nb, notebook)
+    log = rebuild()
+    assert re.search(r"chapter reproducibility: \d+\.\d s", log), log
+    assert all(f"chapter {name}: unchanged" in log for name in CHAPTERS if name != "reproducibility"), log
+    page = (copy / "_build" / "html" / "book" / "executed" / "reproducibility.html").read_text()
+    assert "An edit a reader made." in page
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # Rerunning chapters as a reader does (issue 12): papermill from the shell, after `make book`, no `interactive`
 

@@ -1,8 +1,11 @@
 """Book driver: execute each chapter notebook with papermill into `book/executed/`, then build the HTML book.
 
 `python -m helpers.book --profile demo` is what `make book` runs; `--chapter NAME` (repeatable) executes only those
-chapters before building. Sources stay in `notebooks/`; the executed copies are what `_toc.yml` points at. The
-parameters cells are hidden in the book (each chapter shows a run-settings box instead).
+chapters before building. A chapter whose inputs did not change since it was last executed is not re-executed: its
+notebook, the profile and parameters, the `helpers` code, the data folder and the project cache (file names, sizes
+and times) are fingerprinted into `book/executed/stamps.json`; `--force` re-executes regardless. Sources stay in
+`notebooks/`; the executed copies are what `_toc.yml` points at. The parameters cells are hidden in the book (each
+chapter shows a run-settings box instead).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 __all__ = ["CHAPTERS", "toc_chapters", "chapter_parameters", "execute_chapter", "build_book", "install_mathjax",
-           "main"]
+           "tree_fingerprint", "chapter_inputs", "main"]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXECUTED = "book/executed/"
@@ -69,6 +72,41 @@ def _prepare_for_book(path: Path, name: str) -> None:
         "this page is its executed copy (download it with the button at the top).</p>")
     nb.cells.insert(1, link)
     nbformat.write(nb, path)
+
+
+def tree_fingerprint(folder: Path) -> str:
+    """A fingerprint of every file under `folder` (relative path, size, modification time); "" if it is missing.
+    Cache entries are written once under content-derived names, so a changed listing is a changed input."""
+    from ..io import fingerprint
+
+    if not folder.exists():
+        return ""
+    if folder.is_file():
+        st = folder.stat()
+        return fingerprint([folder.name, st.st_size, st.st_mtime_ns])
+    listing = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.startswith(".tmp"):
+            st = path.stat()
+            listing.append((str(path.relative_to(folder)), st.st_size, st.st_mtime_ns))
+    return fingerprint(listing)
+
+
+def chapter_inputs(name: str, *, profile: str, parameters: dict, root: Path = ROOT) -> str:
+    """What a chapter's executed copy depends on besides the cache: its notebook, the profile and the parameters it
+    takes, the `helpers` source and `pyproject.toml`, and the data folder or manifest a `data` parameter names."""
+    import hashlib
+
+    from ..io import fingerprint
+
+    code = hashlib.sha256()
+    for path in sorted((root / "src" / "helpers").rglob("*.py")) + [root / "pyproject.toml"]:
+        code.update(str(path.relative_to(root)).encode() + path.read_bytes())
+    notebook = hashlib.sha256((root / "notebooks" / f"{name}.ipynb").read_bytes()).hexdigest()
+    data = parameters.get("data")
+    data_print = tree_fingerprint(Path(data)) if isinstance(data, str) and Path(data).exists() else None
+    return fingerprint({"notebook": notebook, "profile": profile, "parameters": parameters,
+                        "code": code.hexdigest(), "data": data_print})
 
 
 def execute_chapter(name: str, *, profile: str, parameters: dict | None = None, root: Path = ROOT) -> Path:
@@ -142,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chapter", action="append", help="execute only this chapter (repeatable)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a papermill parameter for every chapter, e.g. -p model openai/whisper-small")
+    parser.add_argument("--force", action="store_true",
+                        help="re-execute every chapter even if its inputs did not change")
     args = parser.parse_args(argv)
     chapters = args.chapter or CHAPTERS
     unknown_chapters = sorted(set(chapters) - set(CHAPTERS))
@@ -159,14 +199,36 @@ def main(argv: list[str] | None = None) -> int:
             parameters[name] = value
     # progress bars would become dead widgets in the static book: the kernels inherit these settings
     os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+    from ..io import cache_root
+
     timings_path = ROOT / "book" / "executed" / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    stamps_path = ROOT / "book" / "executed" / "stamps.json"
+    stamps = json.loads(stamps_path.read_text()) if stamps_path.is_file() else {}
+    done = {}
     for name in chapters:
+        given = {k: v for k, v in parameters.items() if k in chapter_parameters(name)}
+        inputs = chapter_inputs(name, profile=args.profile, parameters=given)
+        stamp = {"inputs": inputs, "cache": tree_fingerprint(cache_root())}  # as the cache is now, before this chapter
+        executed = ROOT / "book" / "executed" / f"{name}.ipynb"
+        if not args.force and executed.is_file() and stamps.get(name) == stamp:
+            print(f"chapter {name}: unchanged (inputs and cache as when it was executed), not re-executed",
+                  flush=True)
+            done[name] = inputs
+            continue
+        stamps.pop(name, None)
+        stamps_path.parent.mkdir(parents=True, exist_ok=True)
+        stamps_path.write_text(json.dumps(stamps, indent=1))  # an interrupted execution leaves no stale stamp
         start = time.perf_counter()
         execute_chapter(name, profile=args.profile, parameters=parameters)
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"chapter {name}: {timings[name]:.1f} s", flush=True)
         timings_path.write_text(json.dumps(timings, indent=1))
+        done[name] = inputs
+    # every chapter of this build is current with the cache as it is now (entries are written once, never rewritten)
+    final_cache = tree_fingerprint(cache_root())
+    stamps.update({name: {"inputs": inputs, "cache": final_cache} for name, inputs in done.items()})
+    stamps_path.write_text(json.dumps(stamps, indent=1))
     missing = [c for c in CHAPTERS if not (ROOT / "book" / "executed" / f"{c}.ipynb").is_file()]
     if missing:
         raise SystemExit(f"chapters never executed: {missing}; run without --chapter once")
