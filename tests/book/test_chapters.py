@@ -37,3 +37,11 @@ def test_analysis_settings_follow_the_profile():
     assert chapters.analysis_settings("paper").split == "validation"
     assert chapters.analysis_settings("demo", per_class=7).per_class == 7
     assert chapters.analysis_settings("smoke", split=None).per_class == 4
+
+
+def test_generated_markdown_tables_become_html_tables():
+    from helpers.book.reproducibility import markdown_html
+
+    html = markdown_html("**book**\n\nsome text\n\n| chapter | s |\n|---|---|\n| data | 18.3 |\n| causal | 119.9 |")
+    assert html.count("<tr>") == 3 and "<td>119.9</td>" in html and "|---|" not in html
+    assert "<strong>book</strong>" in html

