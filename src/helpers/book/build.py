@@ -95,18 +95,15 @@ def tree_fingerprint(folder: Path) -> str:
 def chapter_inputs(name: str, *, profile: str, parameters: dict, root: Path = ROOT) -> str:
     """What a chapter's executed copy depends on besides the cache: its notebook, the profile and the parameters it
     takes, the `helpers` source and `pyproject.toml`, and the data folder or manifest a `data` parameter names."""
-    import hashlib
+    from ..io import file_sha256, fingerprint
 
-    from ..io import fingerprint
-
-    code = hashlib.sha256()
-    for path in sorted((root / "src" / "helpers").rglob("*.py")) + [root / "pyproject.toml"]:
-        code.update(str(path.relative_to(root)).encode() + path.read_bytes())
-    notebook = hashlib.sha256((root / "notebooks" / f"{name}.ipynb").read_bytes()).hexdigest()
+    sources = sorted((root / "src" / "helpers").rglob("*.py")) + [root / "pyproject.toml"]
+    code = [(str(path.relative_to(root)), file_sha256(path)) for path in sources]
+    notebook = file_sha256(root / "notebooks" / f"{name}.ipynb")
     data = parameters.get("data")
     data_print = tree_fingerprint(Path(data)) if isinstance(data, str) and Path(data).exists() else None
-    return fingerprint({"notebook": notebook, "profile": profile, "parameters": parameters,
-                        "code": code.hexdigest(), "data": data_print})
+    return fingerprint({"notebook": notebook, "profile": profile, "parameters": parameters, "code": code,
+                        "data": data_print})
 
 
 def execute_chapter(name: str, *, profile: str, parameters: dict | None = None, root: Path = ROOT) -> Path:
