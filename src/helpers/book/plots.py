@@ -12,7 +12,7 @@ from ..labels import EMOTIONS
 __all__ = ["protocol_figure", "contribution_figure", "logit_lens_figure", "tsne_figure", "separability_figure",
            "spectra_figure",
            "cka_figure", "metric_bars_figure", "clip_figure", "ablation_figure", "patching_figure",
-           "probe_figure", "erasure_figure"]
+           "probe_figure", "erasure_figure", "spectrogram_grid_figure", "prosody_figure"]
 
 COLORS = {"attention": "tab:blue", "mlp": "tab:orange", "attention+mlp": "tab:green", "lora": "tab:red",
           "frozen": "tab:gray"}
@@ -174,6 +174,45 @@ def clip_figure(wave: np.ndarray, features: np.ndarray, title: str) -> Figure:
     axes[0].set(title=title, xlabel="s")
     axes[1].imshow(features, origin="lower", aspect="auto", cmap="magma")
     axes[1].set(xlabel="frame (10 ms)", ylabel="mel bin")
+    return fig
+
+
+def spectrogram_grid_figure(spectrograms: dict[str, np.ndarray], *, title: str = "") -> Figure:
+    """Log-mel features (n_mels, frames) of one clip per class, side by side on one colour scale."""
+    fig, axes = _subplots(1, len(spectrograms), figsize=(2.6 * len(spectrograms), 2.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    low = min(float(np.min(x)) for x in spectrograms.values())
+    high = max(float(np.max(x)) for x in spectrograms.values())
+    for ax, (label, features) in zip(axes, spectrograms.items()):
+        image = ax.imshow(features, origin="lower", aspect="auto", cmap="magma", vmin=low, vmax=high,
+                          extent=(0, features.shape[1] / 100, 0, features.shape[0]))
+        ax.set(title=label, xlabel="s")
+    axes[0].set_ylabel("mel bin")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="log-mel (Whisper scale)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def prosody_figure(table: pd.DataFrame, features: dict[str, str]) -> Figure:
+    """One panel per prosody feature: its distribution per class (box) with every clip as a dot, female speakers
+    (speaker ids ending in F) as circles and male as crosses."""
+    fig, axes = _subplots(1, len(features), figsize=(2.3 * len(features), 3.0))
+    classes = [c for c in EMOTIONS if c in set(table["label"])] or sorted(table["label"].unique())
+    rng = np.random.default_rng(0)
+    for ax, (column, meaning) in zip(np.atleast_1d(axes), features.items()):
+        values = [table.loc[table["label"] == c, column].dropna().to_numpy() for c in classes]
+        ax.boxplot(values, showfliers=False, widths=0.55, medianprops=dict(color="black"))
+        for k, c in enumerate(classes):
+            part = table[(table["label"] == c)].dropna(subset=[column])
+            female = part["speaker"].astype(str).str.endswith("F").to_numpy()
+            x = k + 1 + rng.uniform(-0.18, 0.18, len(part))
+            ax.scatter(x[female], part[column].to_numpy()[female], s=8, color=CLASS_COLORS.get(c), alpha=0.6,
+                       marker="o", lw=0)
+            ax.scatter(x[~female], part[column].to_numpy()[~female], s=10, color=CLASS_COLORS.get(c), alpha=0.6,
+                       marker="x", lw=0.8)
+        ax.set_xticks(range(1, len(classes) + 1), [c[:4] for c in classes])
+        ax.set_title(meaning, fontsize=9)
     return fig
 
 

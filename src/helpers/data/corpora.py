@@ -32,6 +32,8 @@ __all__ = [
     "load_audio",
     "validate_corpus",
     "class_speaker_counts",
+    "sample_per_class",
+    "example_clips",
 ]
 
 CORPUS_COLUMNS = ("utterance", "path", "label", "speaker", "session", "dialog", "duration")
@@ -264,3 +266,24 @@ def class_speaker_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Utterances per speaker (rows) and class (columns), with totals: what the data chapter prints."""
     counts = pd.crosstab(table["speaker"], table["label"], margins=True, margins_name="total")
     return counts
+
+
+def sample_per_class(table: pd.DataFrame, n: int, *, seed: int = 0) -> pd.DataFrame:
+    """At most `n` rows of each class, drawn without replacement (all of a class with fewer), in table order."""
+    if n < 1:
+        raise ValueError(f"sample_per_class: n={n} must be at least 1")
+    keep = table.groupby("label", group_keys=False).apply(
+        lambda part: part.sample(min(len(part), n), random_state=seed)).index
+    return table.loc[sorted(keep)]
+
+
+def example_clips(table: pd.DataFrame, classes: Sequence[str], *, speaker: str | None = None) -> dict[str, pd.Series]:
+    """One row per class from one speaker (`speaker`, else the first in sort order), saying the same sentence in
+    every class where the table records sentences (`text`) and one sentence covers them all."""
+    speaker = speaker if speaker is not None else sorted(table["speaker"].unique())[0]
+    own = table[table["speaker"] == speaker]
+    if "text" in own:
+        coverage = own.groupby("text")["label"].nunique()
+        if len(coverage) and coverage.max() == len(set(classes) & set(own["label"])):
+            own = own[own["text"] == coverage.idxmax()]
+    return {c: own[own["label"] == c].iloc[0] for c in classes if (own["label"] == c).any()}
