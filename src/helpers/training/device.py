@@ -11,7 +11,7 @@ import torch
 __all__ = ["pick_device", "resolve_device_type", "resolve_precision", "autocast", "matmul_precision",
            "library_versions", "TRAINING_FORMAT", "Precision"]
 
-TRAINING_FORMAT = 3  # bump when training code changes what a run computes, so older cached folds are not reused
+TRAINING_FORMAT = 4  # bump when training code changes what a run computes, so older cached folds are not reused
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 

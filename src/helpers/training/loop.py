@@ -1,5 +1,5 @@
 """One fold's training loop, read top to bottom: build the trainable model, resume, train epochs with a whole
-checkpoint after each, choose the epoch on validation UAR, test it, save the model.
+checkpoint after each, choose the epoch on validation UAR (ties broken by validation loss), test it, save the model.
 
 An interrupted fold resumes from its last complete epoch checkpoint with the same optimizer, scheduler, scaler and
 RNG states, so its final metrics equal those of an uninterrupted run.
@@ -27,10 +27,22 @@ from .device import autocast, resolve_precision
 from .frozen import head_logits
 from .metrics import classification_scores
 
-__all__ = ["METRICS", "train_fold", "speed_settings"]
+__all__ = ["METRICS", "improves", "train_fold", "speed_settings"]
 
 METRICS = ("uar", "war", "macro_f1")
 _CHECKPOINT_FILES = ("state.pt", "trainable.safetensors", "best.safetensors")
+
+
+def improves(score: float, loss: float, best: dict | None, *, metric: str, break_ties_by_loss: bool) -> bool:
+    """Whether an epoch with validation `metric` = `score` and cross-entropy `loss` replaces the best so far.
+
+    A higher score wins. On a tie (frequent when a small validation speaker is classified perfectly) the lower
+    validation loss wins with `break_ties_by_loss`, else the earlier epoch stays, as the HF Trainer of the official
+    code keeps it (used where that code is replicated).
+    """
+    if best is None or score > best[metric]:
+        return True
+    return break_ties_by_loss and score == best[metric] and loss < best.get("loss", float("inf"))
 
 
 class _FoldTrainer:
@@ -64,13 +76,17 @@ class _FoldTrainer:
         return self.forward(input_features=batch.to(self.device, non_blocking=True)).logits
 
     @torch.no_grad()
-    def predict(self, idx: torch.Tensor) -> np.ndarray:
+    def predict_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Float logits (len(idx), C) on the CPU, in evaluation mode."""
         self.trainable.eval()
-        preds = []
+        out = []
         for start in range(0, len(idx), self.config.batch_size * 2):
             with autocast(self.device, self.config.precision):
-                preds.append(self.logits(idx[start:start + self.config.batch_size * 2]).float().argmax(-1).cpu())
-        return torch.cat(preds).numpy()
+                out.append(self.logits(idx[start:start + self.config.batch_size * 2]).float().cpu())
+        return torch.cat(out)
+
+    def predict(self, idx: torch.Tensor) -> np.ndarray:
+        return self.predict_logits(idx).argmax(-1).numpy()
 
     def state(self) -> dict[str, torch.Tensor]:
         return {n: p.detach().cpu().clone() for n, p in self.trainable.named_parameters() if p.requires_grad}
@@ -214,12 +230,16 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
         start = time.perf_counter()
         train_loss = _train_epoch(trainer, opt, train_idx, labels, fold.name)
         opt.seconds += time.perf_counter() - start
-        val = classification_scores(labels[val_idx].numpy(), trainer.predict(val_idx), n_classes=len(EMOTIONS))
-        opt.history.append(dict(epoch=epoch + 1, train_loss=train_loss, **{f"val_{m}": val[m] for m in METRICS}))
+        val_logits = trainer.predict_logits(val_idx)
+        val_loss = float(torch.nn.functional.cross_entropy(val_logits, labels[val_idx]))
+        val = classification_scores(labels[val_idx].numpy(), val_logits.argmax(-1).numpy(), n_classes=len(EMOTIONS))
+        opt.history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss,
+                                **{f"val_{m}": val[m] for m in METRICS}))
         metric = config.select_by  # uar (ours) or war (accuracy, what the official Trainer picked by)
-        improved = opt.best is None or val[metric] > opt.best[metric]  # ties keep the earlier epoch
+        improved = improves(val[metric], val_loss, opt.best, metric=metric,
+                            break_ties_by_loss=not fold.selection_on_test)
         if improved:
-            opt.best = dict(epoch=epoch + 1, **{metric: val[metric]})
+            opt.best = dict(epoch=epoch + 1, loss=val_loss, **{metric: val[metric]})
         opt.epoch = epoch + 1
         _save_checkpoint(fold_dir, trainer, opt, improved)
 
