@@ -13,7 +13,16 @@ import pandas as pd
 
 from ..labels import SAMPLE_RATE
 
-__all__ = ["PROSODY_FEATURES", "frame_signal", "f0_track", "clip_prosody", "prosody_table", "prosody_by_class", "fold_rows", "prosody_baseline"]
+__all__ = [
+    "PROSODY_FEATURES",
+    "frame_signal",
+    "f0_track",
+    "clip_prosody",
+    "prosody_table",
+    "prosody_by_class",
+    "fold_rows",
+    "prosody_baseline",
+]
 
 # column -> label with unit (definitions: `clip_prosody` and the data chapter)
 PROSODY_FEATURES: dict[str, str] = {

@@ -26,7 +26,14 @@ from ..progress import progress
 from .corpora import read_manifest
 from .speech_synthesis import Prosody, synthesize_batch
 
-__all__ = ["DemoCorpusSettings", "EMOTION_PROSODY", "design_table", "demo_corpus_plan", "build_demo_corpus", "load_demo_corpus"]
+__all__ = [
+    "DemoCorpusSettings",
+    "EMOTION_PROSODY",
+    "design_table",
+    "demo_corpus_plan",
+    "build_demo_corpus",
+    "load_demo_corpus",
+]
 
 SENTENCES: tuple[str, ...] = (
     "The meeting starts at nine tomorrow morning.",
