@@ -14,23 +14,36 @@ def test_parse_ranks():
         chapters.parse_ranks("8,0")
 
 
-def test_explore_static_shows_the_first_value_and_interactive_builds_widgets(monkeypatch):
+def test_explore_static_draws_every_combination_and_interactive_builds_widgets(monkeypatch):
+    import base64
+
+    import IPython.display
     import pandas as pd
 
     table = pd.DataFrame(dict(mode=["lora", "frozen"], protocol=["speaker"] * 2, uar_mean=[0.6, 0.4],
-                              uar_std=[0.1, 0.1]))
+                              uar_std=[0.1, 0.1], war_mean=[0.5, 0.3], war_std=[0.1, 0.1]))
     calls = []
 
-    def plot(metric="uar"):
-        calls.append(metric)
+    def plot(metric="uar", ylim="unit"):
+        calls.append((metric, ylim))
         return protocol_figure(table, metric=metric)
+
+    outputs = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: outputs.append((obj, raw)))
+    chapters.explore(plot, interactive=False, metric=["uar", "war"], ylim="unit")
+    assert calls == [("uar", "unit"), ("war", "unit")]  # every value of every control, the default first
+    ((bundle, raw),) = outputs
+    assert raw  # a mime bundle, published as it is
+    png = base64.b64decode(bundle["image/png"])
+    assert png.startswith(b"\x89PNG") and bundle["image/png"] in bundle["text/html"]  # the default figure
+    assert bundle["text/html"].count('type="radio"') == 2 and "2 figures drawn" in bundle["text/html"]
 
     shown = []
     monkeypatch.setattr(chapters, "show", lambda fig: shown.append(fig))
-    chapters.explore(plot, interactive=False, metric=["uar", "war"])
-    assert calls == ["uar"] and isinstance(shown[0], matplotlib.figure.Figure)
+    chapters.explore(plot, interactive=False, metric=["war"])  # nothing to choose: one ordinary figure
+    assert calls[-1] == ("war", "unit") and isinstance(shown[0], matplotlib.figure.Figure)
     chapters.explore(plot, interactive=True, metric=["uar"])  # ipywidgets.interact draws once on creation
-    assert calls == ["uar", "uar"]
+    assert calls[-1] == ("uar", "unit") and len(calls) == 4
 
 
 def test_analysis_settings_follow_the_profile():
@@ -45,3 +58,4 @@ def test_generated_markdown_tables_become_html_tables():
     html = markdown_html("**book**\n\nsome text\n\n| chapter | s |\n|---|---|\n| data | 18.3 |\n| causal | 119.9 |")
     assert html.count("<tr>") == 3 and "<td>119.9</td>" in html and "|---|" not in html
     assert "<strong>book</strong>" in html
+

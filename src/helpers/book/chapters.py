@@ -1,5 +1,6 @@
 """What the chapter notebooks call: one `setup` per chapter (settings, cache, the run-settings box, traces), cached
-runs and traces per profile, and explorers that are widgets in Jupyter and static figures in the book."""
+runs and traces per profile, and explorers that are widgets in Jupyter and pre-rendered figures with controls that
+work in the static book."""
 
 from __future__ import annotations
 
@@ -349,11 +350,13 @@ def show(fig) -> None:
 
 
 def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> None:
-    """Widgets over `controls` that redraw `plot(**values)`, or the figure for the first value of each control.
+    """Widgets over `controls` that redraw `plot(**values)`, or, headless, every combination of the controls'
+    values drawn now and offered by controls that work in the static book (`helpers.book.explorer`).
 
-    `interactive=None` (every chapter's default) gives widgets only where a person sees them (a live Jupyter front
-    end, `helpers.frontend.live_frontend`) and static figures under papermill or nbconvert, where a widget would be
-    a dead view; True or False forces one or the other.
+    A control is a list or tuple of values (the first is the default) or one fixed value. `interactive=None` (every
+    chapter's default) gives widgets only where a person sees them (a live Jupyter front end,
+    `helpers.frontend.live_frontend`) and pre-rendered figures under papermill or nbconvert, where a widget would
+    be a dead view; True or False forces one or the other.
     """
     if interactive is None:
         interactive = live_frontend()
@@ -362,7 +365,17 @@ def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> N
 
         ipywidgets.interact(lambda **values: show(plot(**values)), **controls)
         return
-    show(plot(**{k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in controls.items()}))
+    from IPython.display import display
+
+    from .explorer import combinations, explorer_bundle, figure_png, options_of, prerender_values
+
+    values = prerender_values(controls)
+    figures = combinations(values)
+    if len(figures) == 1:  # nothing to choose
+        show(plot(**figures[0]))
+        return
+    pngs = [figure_png(plot(**combo)) for combo in figures]
+    display(explorer_bundle(values, pngs, offered=options_of(controls)), raw=True)
 
 
 def causal_summary(evidence, probes) -> str:
