@@ -59,3 +59,27 @@ def test_generated_markdown_tables_become_html_tables():
     assert html.count("<tr>") == 3 and "<td>119.9</td>" in html and "|---|" not in html
     assert "<strong>book</strong>" in html
 
+
+def test_claim_rows_have_ids_and_each_claim_links_to_its_scorecard_row():
+    import re
+
+    import pandas as pd
+
+    claims = pd.DataFrame(dict(
+        id=["lora_beats_frozen", "k90_A", "k90_A", "k90_A"],
+        claim=["LoRA beats the frozen encoder", "LoRA_A activations", "LoRA_A activations", "LoRA_A activations"],
+        frames=["-", "all", "speech", "speech"], measured=["0.9 [0.8, 1.0]"] * 4, control=["-"] * 4,
+        verdict=["holds", "does not hold", "inconclusive", "holds"]))
+    table = chapters.claims_html(claims)
+    rows = re.findall(r"<tr( id=\"[^\"]+\")?>(.*?)</tr>", table)[1:]
+    assert [r[0] for r in rows] == [' id="claim-lora_beats_frozen"', ' id="claim-k90_A-all"',
+                                    ' id="claim-k90_A-speech"', ' id="claim-k90_A-speech-2"']  # unique ids
+    assert '<span id="claim-k90_A"></span>' in rows[1][1]  # the claim's first row answers to claim-<id>
+    assert table.count('<span id="claim-k90_A">') == 1
+    links = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', table)
+    assert links[0] == ("scorecard.html#claim-lora_beats_frozen", "LoRA beats the frozen encoder")
+    assert links[1] == ("scorecard.html#claim-k90_A-all", "LoRA_A activations")
+    ids = set(re.findall(r'id="([^"]+)"', table))
+    assert {href.split("#")[1] for href, _ in links} <= ids  # every link lands on a row of a scorecard like this
+    assert "<a " not in chapters.claims_html(claims, scorecard_page=None)
+    assert chapters.claim_anchor("a b/c", "speech") == "claim-a-b-c-speech"
