@@ -10,7 +10,7 @@ BOOK_ARGS := --profile $(PROFILE) $(if $(DATA),-p data $(DATA)) $(if $(MODEL),-p
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test book bench bench-book clean-book
+.PHONY: install test book screenshots chromium bench bench-book clean-book
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11")'
@@ -23,12 +23,27 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest
 
+# The browser test drives the system's Chromium (never a downloaded one): Debian's package, installed where missing
+# (with sudo when not root). Elsewhere, install Chromium or Chrome yourself (or set BTS_CHROMIUM); without one the
+# browser test fails on Linux and is skipped on other systems.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$$BTS_CHROMIUM" ] || \
+	if command -v apt-get >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no Chromium and no apt-get: install Chromium or Chrome for the browser test"; fi
+
 book: $(STAMP)
 	$(PY) -m helpers.book $(BOOK_ARGS)
+
+# Every page of the built book in headless Chromium (console errors, images, explorer controls), with a full-page
+# screenshot of each in _build/screenshots/ (after `make book`)
+screenshots: $(STAMP) chromium
+	$(PY) -m helpers.book.browser --build _build
 
 # Speed and memory, each as ratios against a baseline measured in the same run (about 14 minutes on 2 cores);
 # tables go to <cache>/benchmarks/, where the book's reproducibility appendix shows them.

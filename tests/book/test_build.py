@@ -1,11 +1,12 @@
-"""The whole book on the smoke profile: every chapter through papermill, then jupyter-book, then the pages."""
+"""The whole book on the smoke profile: every chapter through papermill, then jupyter-book, then the pages (the
+build itself is the session fixture `built_book`, tests/book/conftest.py)."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,20 +18,6 @@ from helpers.book.build import CHAPTERS
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def built_book(tmp_path_factory, cache_dir, tiny_en_dir):
-    """Build the book from a copy of the repository (so the working tree's book/ and _build/ stay untouched)."""
-    copy = tmp_path_factory.mktemp("book") / "repo"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", "_build", ".git", "executed", "__pycache__",
-                                                              ".pytest_cache"))
-    env = {**os.environ, "BTS_CACHE_DIR": cache_dir, "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(copy / "src")}
-    result = subprocess.run([sys.executable, "-m", "helpers.book", "--profile", "smoke"], cwd=copy, env=env,
-                            capture_output=True, text=True, timeout=1800)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return copy, result.stdout
 
 
 def test_every_chapter_executes_without_error_or_widget(built_book):
@@ -81,13 +68,74 @@ def test_scorecard_lists_every_claim_with_a_verdict_control_and_interval(built_b
     nb = nbformat.read(copy / "book" / "executed" / "scorecard.ipynb", as_version=4)
     table_html = next(o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
                       if "<th>verdict</th>" in o.get("data", {}).get("text/html", ""))
-    rows = re.findall(r"<tr>.*?</tr>", table_html, flags=re.S)[1:]
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", table_html, flags=re.S)[1:]
     verdicts = [re.findall(r"<td[^>]*>(holds|does not hold|inconclusive|not testable)</td>", r) for r in rows]
     assert rows and all(len(v) == 1 for v in verdicts)
     per_frame = [r for r in rows if "<td>all</td>" in r or "<td>speech</td>" in r]
     assert sum("<td>speech</td>" in r for r in per_frame) == sum("<td>all</td>" in r for r in per_frame) > 5
     measured = [r for r in rows if "not testable" not in r]
     assert measured and all(re.search(r"\[[-+]?\d", r) for r in measured)  # every verdict shows an interval
+
+
+VERDICT_CHAPTERS = ("finetuning", "layer_contributions", "logit_lens", "ranks", "svd", "cka", "causal")
+
+
+def test_scorecard_rows_have_ids_and_every_chapter_links_its_claims_to_them(built_book):
+    from helpers.book.scorecard import CLAIM_IDS
+
+    copy, _ = built_book
+    pages = copy / "_build" / "html" / "book" / "executed"
+    ids = set(re.findall(r'id="(claim-[^"]+)"', (pages / "scorecard.html").read_text()))
+    assert {f"claim-{c}" for c in CLAIM_IDS} <= ids
+    per_frame = ("contribution_grows_late", "k90_A", "forward_cka_high")
+    assert {f"claim-{c}-{f}" for c in per_frame for f in ("all", "speech")} <= ids  # a row per frame selection
+    for chapter in VERDICT_CHAPTERS:
+        links = re.findall(r'href="scorecard.html#([^"]+)"', (pages / f"{chapter}.html").read_text())
+        assert links, chapter
+        assert set(links) <= ids, (chapter, set(links) - ids)
+
+
+def _rerun_box_command(nb) -> str:
+    (box,) = [c.source for c in nb.cells
+              if c.cell_type == "markdown" and "{admonition} Rerun this chapter" in c.source]
+    return box.split("```bash\n")[1].split("\n```")[0]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_each_page_shows_the_command_that_reruns_it_with_the_builds_parameters(built_book, chapter, cache_dir,
+                                                                                read_papermill_command):
+    from helpers.book.build import parameter_defaults
+
+    copy, _ = built_book
+    nb = nbformat.read(copy / "book" / "executed" / f"{chapter}.ipynb", as_version=4)
+    command = _rerun_box_command(nb)
+    env, words, parsed = read_papermill_command(command)
+    used = nb.metadata["papermill"]["parameters"]  # what the build passed, as papermill recorded it
+    defaults = parameter_defaults(chapter, copy)
+    assert {**defaults, **parsed} == {**defaults, **used}
+    assert parsed["profile"] == "smoke" and words[3] == f"notebooks/{chapter}.ipynb"
+    assert words[1:3] == ["--engine", "helpers"]
+    assert env == {"BTS_CACHE_DIR": str(Path(cache_dir).resolve())}  # the test build's cache is not the default
+    page = (copy / "_build" / "html" / "book" / "executed" / f"{chapter}.html").read_text()
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "Rerun this chapter" in text and command in text
+
+
+def test_a_rerun_box_command_reproduces_the_page(built_book, cache_dir):
+    """The data chapter's command, run in a shell as printed (only the venv's path is this interpreter's)."""
+    copy, _ = built_book
+    built = nbformat.read(copy / "book" / "executed" / "data.ipynb", as_version=4)
+    papermill = str(Path(sys.executable).with_name("papermill"))
+    command = _rerun_box_command(built).replace(".venv/bin/papermill", papermill)
+    env = {k: v for k, v in os.environ.items() if k not in ("BTS_CACHE_DIR", "BTS_WIDGETS")}
+    result = subprocess.run(["bash", "-c", command], cwd=copy, capture_output=True, text=True, timeout=600,
+                            env={**env, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(copy / "src")})
+    assert result.returncode == 0, result.stderr[-4000:]
+    rerun = nbformat.read(copy / "data-rerun.ipynb", as_version=4)
+    assert rerun.metadata["papermill"]["parameters"] == built.metadata["papermill"]["parameters"]
+    outputs = [o for c in rerun.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert [o for o in outputs if "bts-explorer" in o.get("data", {}).get("text/html", "")]  # the same explorer
 
 
 def test_chapter_timings_are_recorded(built_book):

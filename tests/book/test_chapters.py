@@ -14,23 +14,36 @@ def test_parse_ranks():
         chapters.parse_ranks("8,0")
 
 
-def test_explore_static_shows_the_first_value_and_interactive_builds_widgets(monkeypatch):
+def test_explore_static_draws_every_combination_and_interactive_builds_widgets(monkeypatch):
+    import base64
+
+    import IPython.display
     import pandas as pd
 
     table = pd.DataFrame(dict(mode=["lora", "frozen"], protocol=["speaker"] * 2, uar_mean=[0.6, 0.4],
-                              uar_std=[0.1, 0.1]))
+                              uar_std=[0.1, 0.1], war_mean=[0.5, 0.3], war_std=[0.1, 0.1]))
     calls = []
 
-    def plot(metric="uar"):
-        calls.append(metric)
+    def plot(metric="uar", ylim="unit"):
+        calls.append((metric, ylim))
         return protocol_figure(table, metric=metric)
+
+    outputs = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: outputs.append((obj, raw)))
+    chapters.explore(plot, interactive=False, metric=["uar", "war"], ylim="unit")
+    assert calls == [("uar", "unit"), ("war", "unit")]  # every value of every control, the default first
+    ((bundle, raw),) = outputs
+    assert raw  # a mime bundle, published as it is
+    png = base64.b64decode(bundle["image/png"])
+    assert png.startswith(b"\x89PNG") and bundle["image/png"] in bundle["text/html"]  # the default figure
+    assert bundle["text/html"].count('type="radio"') == 2 and "2 figures drawn" in bundle["text/html"]
 
     shown = []
     monkeypatch.setattr(chapters, "show", lambda fig: shown.append(fig))
-    chapters.explore(plot, interactive=False, metric=["uar", "war"])
-    assert calls == ["uar"] and isinstance(shown[0], matplotlib.figure.Figure)
+    chapters.explore(plot, interactive=False, metric=["war"])  # nothing to choose: one ordinary figure
+    assert calls[-1] == ("war", "unit") and isinstance(shown[0], matplotlib.figure.Figure)
     chapters.explore(plot, interactive=True, metric=["uar"])  # ipywidgets.interact draws once on creation
-    assert calls == ["uar", "uar"]
+    assert calls[-1] == ("uar", "unit") and len(calls) == 4
 
 
 def test_analysis_settings_follow_the_profile():
@@ -45,3 +58,28 @@ def test_generated_markdown_tables_become_html_tables():
     html = markdown_html("**book**\n\nsome text\n\n| chapter | s |\n|---|---|\n| data | 18.3 |\n| causal | 119.9 |")
     assert html.count("<tr>") == 3 and "<td>119.9</td>" in html and "|---|" not in html
     assert "<strong>book</strong>" in html
+
+
+def test_claim_rows_have_ids_and_each_claim_links_to_its_scorecard_row():
+    import re
+
+    import pandas as pd
+
+    claims = pd.DataFrame(dict(
+        id=["lora_beats_frozen", "k90_A", "k90_A", "k90_A"],
+        claim=["LoRA beats the frozen encoder", "LoRA_A activations", "LoRA_A activations", "LoRA_A activations"],
+        frames=["-", "all", "speech", "speech"], measured=["0.9 [0.8, 1.0]"] * 4, control=["-"] * 4,
+        verdict=["holds", "does not hold", "inconclusive", "holds"]))
+    table = chapters.claims_html(claims)
+    rows = re.findall(r"<tr( id=\"[^\"]+\")?>(.*?)</tr>", table)[1:]
+    assert [r[0] for r in rows] == [' id="claim-lora_beats_frozen"', ' id="claim-k90_A-all"',
+                                    ' id="claim-k90_A-speech"', ' id="claim-k90_A-speech-2"']  # unique ids
+    assert '<span id="claim-k90_A"></span>' in rows[1][1]  # the claim's first row answers to claim-<id>
+    assert table.count('<span id="claim-k90_A">') == 1
+    links = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', table)
+    assert links[0] == ("scorecard.html#claim-lora_beats_frozen", "LoRA beats the frozen encoder")
+    assert links[1] == ("scorecard.html#claim-k90_A-all", "LoRA_A activations")
+    ids = set(re.findall(r'id="([^"]+)"', table))
+    assert {href.split("#")[1] for href, _ in links} <= ids  # every link lands on a row of a scorecard like this
+    assert "<a " not in chapters.claims_html(claims, scorecard_page=None)
+    assert chapters.claim_anchor("a b/c", "speech") == "claim-a-b-c-speech"

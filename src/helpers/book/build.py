@@ -5,26 +5,32 @@ chapters before building. A chapter whose inputs did not change since it was las
 notebook, the profile and parameters, the `helpers` code, the data folder and the project cache (file names, sizes
 and times) are fingerprinted into `book/executed/stamps.json`; `--force` re-executes regardless. Sources stay in
 `notebooks/`; the executed copies are what `_toc.yml` points at. The parameters cells are hidden in the book (each
-chapter shows a run-settings box instead).
+chapter shows a run-settings box instead, and a "rerun this chapter" box with the papermill command that reproduces
+its execution, `rerun_command`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CHAPTERS", "toc_chapters", "chapter_parameters", "execute_chapter", "build_book", "install_mathjax",
-           "tree_fingerprint", "chapter_inputs", "main"]
+__all__ = ["CHAPTERS", "toc_chapters", "chapter_parameters", "parameter_defaults", "rerun_command", "rerun_markdown",
+           "rerun_environment", "execute_chapter", "build_book", "install_mathjax", "tree_fingerprint",
+           "chapter_inputs", "main"]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXECUTED = "book/executed/"
 HIDDEN_TAGS = {"parameters", "injected-parameters"}
+RERUN_WIDTH = 72  # characters per line of the rerun command: the book's code blocks show about 75
 
 
 def toc_chapters(toc: Path = ROOT / "_toc.yml") -> tuple[str, ...]:
@@ -57,8 +63,96 @@ def chapter_parameters(name: str, root: Path = ROOT) -> set[str]:
     return set(papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb")))
 
 
-def _prepare_for_book(path: Path, name: str) -> None:
-    """Hide the parameters cells and link the page to its source notebook (copied beside the HTML by the build)."""
+def parameter_defaults(name: str, root: Path = ROOT) -> dict[str, Any]:
+    """The default of each parameter chapter `name` declares, as a Python value (a default that is not a literal is
+    left out: a rerun command then always states that parameter)."""
+    import papermill
+
+    defaults = {}
+    for key, info in papermill.inspect_notebook(str(root / "notebooks" / f"{name}.ipynb")).items():
+        try:
+            defaults[key] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            pass
+    return defaults
+
+
+def _papermill_reads(text: str) -> Any:
+    """What `papermill -p NAME TEXT` passes: True, False and None by name, then an int, then a float, else TEXT."""
+    named = {"True": True, "False": False, "None": None}
+    if text in named:
+        return named[text]
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parameter_words(key: str, value: Any) -> list[str]:
+    """papermill options that pass `value` exactly: `-p` where it reads back as the same value and type, `-r` (raw)
+    for a string `-p` would convert, `-y` (YAML) for anything else (lists, dicts)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        text = repr(value) if isinstance(value, float) else str(value)
+        read = _papermill_reads(text)
+        if type(read) is type(value) and read == value:
+            return ["-p", key, text]
+        if isinstance(value, str):
+            return ["-r", key, value]
+    return ["-y", json.dumps({key: value})]
+
+
+def rerun_environment() -> dict[str, str]:
+    """The environment a rerun needs to see what the build saw: the cache folder, where it is not the default."""
+    from ..io import CACHE_ENV, cache_root
+
+    used = cache_root().resolve()
+    return {} if used == (Path.home() / ".cache" / "behind-the-scenes").resolve() else {CACHE_ENV: str(used)}
+
+
+def rerun_command(name: str, parameters: dict[str, Any], *, defaults: dict[str, Any] | None = None,
+                  environment: dict[str, str] | None = None, papermill: str = ".venv/bin/papermill",
+                  width: int | None = None) -> str:
+    """The shell command (from the repository root) that executes chapter `name` with `parameters`, as the build
+    does: papermill with this package's engine, the profile always, every other parameter unless it equals the
+    notebook's default, each in the papermill option that passes its value exactly; `environment` as a prefix.
+
+    One line, or with `width` lines of about that many characters joined by backslash-newlines (as a shell reads
+    them: one command)."""
+    from .execution import ENGINE_NAME
+
+    defaults = {} if defaults is None else defaults
+    groups = [[papermill, "--engine", ENGINE_NAME], [f"notebooks/{name}.ipynb", f"{name}-rerun.ipynb"]]
+    for key, value in parameters.items():
+        if key == "profile" or key not in defaults or defaults[key] != value or type(defaults[key]) is not type(value):
+            groups.append(_parameter_words(key, value))
+    texts = [f"{k}={shlex.quote(v)}" for k, v in (environment or {}).items()]  # NAME=value: an assignment
+    texts += [shlex.join(group) for group in groups]
+    if width is None:
+        return " ".join(texts)
+    lines = [texts[0]]
+    for text in texts[1:]:
+        if len(lines[-1]) + 1 + len(text) > width:
+            lines.append("  " + text)
+        else:
+            lines[-1] += " " + text
+    return " \\\n".join(lines)
+
+
+def rerun_markdown(name: str, command: str) -> str:
+    """The "rerun this chapter" box (a MyST admonition): the command that reproduces this execution."""
+    return (f"````{{admonition}} Rerun this chapter\n:class: tip rerun\n\n"
+            f"This page is `notebooks/{name}.ipynb` as the book's build executed it. From the repository root "
+            f"(after `make install`), this command executes it again with the same settings, into "
+            f"`{name}-rerun.ipynb`:\n\n```bash\n{command}\n```\n\n"
+            f"Parameters not given take the notebook's defaults; `papermill --help-notebook notebooks/{name}.ipynb` "
+            "lists them all.\n````")
+
+
+def _prepare_for_book(path: Path, name: str, rerun: str | None = None) -> None:
+    """Hide the parameters cells, put the rerun box after them (`rerun`: its command) and link the page to its
+    source notebook (copied beside the HTML by the build)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -66,6 +160,9 @@ def _prepare_for_book(path: Path, name: str) -> None:
         tags = cell.metadata.get("tags", [])
         if HIDDEN_TAGS & set(tags) and "remove-cell" not in tags:
             cell.metadata["tags"] = [*tags, "remove-cell"]
+    if rerun is not None:
+        hidden = [i for i, c in enumerate(nb.cells) if HIDDEN_TAGS & set(c.metadata.get("tags", []))]
+        nb.cells.insert(hidden[-1] + 1 if hidden else 1, nbformat.v4.new_markdown_cell(rerun_markdown(name, rerun)))
     link = nbformat.v4.new_markdown_cell(
         '<p class="source-link">Source notebook: <a '
         f'href="../../source-notebooks/{name}.ipynb">notebooks/{name}.ipynb</a>; '
@@ -122,10 +219,13 @@ def execute_chapter(name: str, *, profile: str, parameters: dict | None = None, 
     target.parent.mkdir(parents=True, exist_ok=True)
     declared = chapter_parameters(name, root)
     given = {"profile": profile, "interactive": False, **(parameters or {})}
+    passed = {k: v for k, v in given.items() if k in declared}
     papermill.execute_notebook(str(source), str(target), cwd=str(root), progress_bar=False,
                                engine_name=register_engine(),  # bounded polls: no hang on a busy machine
-                               parameters={k: v for k, v in given.items() if k in declared})
-    _prepare_for_book(target, name)
+                               parameters=passed)
+    command = rerun_command(name, passed, defaults=parameter_defaults(name, root), environment=rerun_environment(),
+                            width=RERUN_WIDTH)
+    _prepare_for_book(target, name, command)
     return target
 
 

@@ -1,9 +1,11 @@
 """What the chapter notebooks call: one `setup` per chapter (settings, cache, the run-settings box, traces), cached
-runs and traces per profile, and explorers that are widgets in Jupyter and static figures in the book."""
+runs and traces per profile, and explorers that are widgets in Jupyter and pre-rendered figures with controls that
+work in the static book."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -20,8 +22,8 @@ __all__ = ["CAUSAL_DEFAULTS", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_S
            "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup",
            "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "analysis_settings",
            "main_traces", "main_units", "rank_traces", "seed_runs", "rank_evidence_for", "full_scorecard",
-           "VERDICT_COLORS", "claims_html", "criteria_markdown", "show_claims", "show_settings", "show", "show_table",
-           "explore", "causal_summary"]
+           "VERDICT_COLORS", "SCORECARD_PAGE", "claim_anchor", "claims_html", "criteria_markdown", "show_claims",
+           "show_settings", "show", "show_table", "explore", "causal_summary"]
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
@@ -287,20 +289,54 @@ VERDICT_COLORS = {"holds": "#d7f0dd", "does not hold": "#f6d6d9", "inconclusive"
                   "not testable": "#e4e5e7"}
 
 
-def claims_html(claims, columns=("claim", "frames", "measured", "control", "verdict")) -> str:
+SCORECARD_PAGE = "scorecard.html"  # the scorecard chapter's page, beside every chapter's page in the book
+
+
+def claim_anchor(claim_id: str, frames: str = "-") -> str:
+    """The HTML id of a claim's row: `claim-<id>`, or `claim-<id>-<frames>` for a claim judged per frame selection
+    (the scorecard lists those once per selection)."""
+    def slug(text: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-")
+
+    return f"claim-{slug(claim_id)}" if frames in (None, "", "-") else f"claim-{slug(claim_id)}-{slug(frames)}"
+
+
+def claims_html(claims, columns=("claim", "frames", "measured", "control", "verdict"), *,
+                scorecard_page: str | None = SCORECARD_PAGE) -> str:
     """An HTML table of claims with the verdict cell coloured (green holds, red does not hold, amber
-    inconclusive, grey not testable)."""
+    inconclusive, grey not testable).
+
+    Each row has the id `claim_anchor(id, frames)` and the first row of each claim also `claim-<id>`, so the
+    scorecard's rows can be linked to; each claim links to its row on `scorecard_page` (None: no links)."""
     import html
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = []
+    body, used = [], set()
+    has_ids = "id" in claims.columns
     for r in claims.itertuples():
-        cells = []
+        cells, attrs, anchor = [], "", ""
+        if has_ids:
+            frames = getattr(r, "frames", "-")
+            row_id = base = claim_anchor(r.id, frames)
+            n = 1
+            while row_id in used:
+                n += 1
+                row_id = f"{base}-{n}"
+            used.add(row_id)
+            attrs = f' id="{row_id}"'
+            plain = claim_anchor(r.id)
+            if plain not in used:  # the claim's first row answers to claim-<id> too
+                used.add(plain)
+                anchor = f'<span id="{plain}"></span>'
         for c in columns:
             value = html.escape(str(getattr(r, c)))
             style = f' style="background:{VERDICT_COLORS.get(value, "none")}"' if c == "verdict" else ""
+            if c == "claim" and has_ids and scorecard_page:
+                value = f'<a href="{scorecard_page}#{row_id}" title="this claim in the scorecard">{value}</a>'
+            if c == columns[0]:
+                value = anchor + value
             cells.append(f"<td{style}>{value}</td>")
-        body.append(f"<tr>{''.join(cells)}</tr>")
+        body.append(f"<tr{attrs}>{''.join(cells)}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -311,7 +347,8 @@ def criteria_markdown(claims) -> str:
 
 
 def show_claims(claims, *, section_column: bool = False) -> None:
-    """The verdict table (measured value [95% interval], control, verdict), then each claim's criterion."""
+    """The verdict table (measured value [95% interval], control, verdict; each claim links to its row in the
+    scorecard), then each claim's criterion."""
     from IPython.display import HTML, Markdown, display
 
     columns = ("section",) * section_column + ("claim", "frames", "measured", "control", "verdict")
@@ -349,11 +386,13 @@ def show(fig) -> None:
 
 
 def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> None:
-    """Widgets over `controls` that redraw `plot(**values)`, or the figure for the first value of each control.
+    """Widgets over `controls` that redraw `plot(**values)`, or, headless, every combination of the controls'
+    values drawn now and offered by controls that work in the static book (`helpers.book.explorer`).
 
-    `interactive=None` (every chapter's default) gives widgets only where a person sees them (a live Jupyter front
-    end, `helpers.frontend.live_frontend`) and static figures under papermill or nbconvert, where a widget would be
-    a dead view; True or False forces one or the other.
+    A control is a list or tuple of values (the first is the default) or one fixed value. `interactive=None` (every
+    chapter's default) gives widgets only where a person sees them (a live Jupyter front end,
+    `helpers.frontend.live_frontend`) and pre-rendered figures under papermill or nbconvert, where a widget would
+    be a dead view; True or False forces one or the other.
     """
     if interactive is None:
         interactive = live_frontend()
@@ -362,7 +401,17 @@ def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> N
 
         ipywidgets.interact(lambda **values: show(plot(**values)), **controls)
         return
-    show(plot(**{k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in controls.items()}))
+    from IPython.display import display
+
+    from .explorer import combinations, explorer_bundle, figure_png, options_of, prerender_values
+
+    values = prerender_values(controls)
+    figures = combinations(values)
+    if len(figures) == 1:  # nothing to choose
+        show(plot(**figures[0]))
+        return
+    pngs = [figure_png(plot(**combo)) for combo in figures]
+    display(explorer_bundle(values, pngs, offered=options_of(controls)), raw=True)
 
 
 def causal_summary(evidence, probes) -> str:
