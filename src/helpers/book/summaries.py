@@ -1,0 +1,346 @@
+""""What this run shows" for the chapters on Table 1, layer contributions (Fig. 1) and the logit lens (Fig. 2a):
+Markdown whose every number is read from the chapter's own tables and evidence, each verdict put in words and
+linked to its scorecard row (`scorecard.html#claim-<id>`).
+
+The text is rendered as a notebook's Markdown output, which the book renders as CommonMark: no math, no tables.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..analysis.uncertainty import FAILS, HOLDS, INCONCLUSIVE, UNTESTABLE, Interval, judge
+from ..labels import EMOTIONS
+from .paper_reference import FROZEN_KL_MIN_LAYER, LAYERS, TABLE1
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+__all__ = ["finetuning_summary", "contributions_summary", "lens_summary"]
+
+PAPER_EPOCHS = 20  # the official train_lora.py: num_train_epochs=20
+
+
+def _interval(evidence: pd.DataFrame, quantity: str, prefix: str = "") -> Interval:
+    """`quantity`'s value (or its control / contrast with `prefix`) and 95% interval; undefined if absent."""
+    hit = evidence[evidence["quantity"] == quantity]
+    if hit.empty:
+        return Interval.undefined()
+    r = hit.iloc[0]
+    name, low, high = (prefix, f"{prefix}_low", f"{prefix}_high") if prefix else ("value", "low", "high")
+    return Interval(float(r[name]), float(r[low]), float(r[high]))
+
+
+def _verdict_link(claims: pd.DataFrame, claim_id: str) -> tuple[str, str]:
+    """The verdict of claim `claim_id` and a Markdown link from it to the claim's scorecard row."""
+    hit = claims[claims["id"] == claim_id]
+    verdict = str(hit["verdict"].iloc[0]) if len(hit) else UNTESTABLE
+    return verdict, f"[{verdict}](scorecard.html#claim-{claim_id})"
+
+
+def _pm(mean: float, std: float) -> str:
+    """'0.531 +/- 0.062', or the mean alone where there is no spread (one fold)."""
+    return f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f} (one fold, no spread)"
+
+
+def _layers(layers) -> str:
+    """[3] -> 'layer 3'; [0, 1] -> 'layers 0-1'."""
+    layers = [int(x) for x in layers]
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    return f"layers {layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else \
+        "layers " + ", ".join(map(str, layers))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Table 1
+
+
+def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFrame,
+                       protocols: pd.DataFrame | None = None, *, config: RunConfig | None = None,
+                       n_classes: int = len(EMOTIONS)) -> str:
+    """What Table 1 of this run shows, in Markdown.
+
+    `results`: `helpers.book.results.results_table` of the main LoRA and frozen runs (one row per mode, with size,
+    protocol, n_folds, uar_mean, uar_std, war_mean, f1_mean); `evidence`: `performance_evidence` (rows
+    `uar_gain.<size>`); `claims`: `section_claims("3.1", evidence)`; `protocols`: `results_table` of the protocol
+    comparison (mode, protocol, n_folds, uar_mean), or None; `config`: the main LoRA run's settings (its corpus,
+    epochs and input length enter the likely reasons when the claim does not hold).
+    """
+    by_mode = results.set_index("mode")
+    lora, frozen = by_mode.loc["lora"], by_mode.loc["frozen"]
+    size, protocol = str(lora["size"]), str(lora["protocol"])
+    diff = float(lora["uar_mean"] - frozen["uar_mean"])
+    side = "above" if diff > 0 else "below" if diff < 0 else "level with"
+    lines = [
+        f"- **Table 1 in this run** (Whisper {size}, `{protocol}` protocol, {int(lora['n_folds'])} folds of the first "
+        f"training seed). LoRA: UAR {_pm(lora['uar_mean'], lora['uar_std'])}, WAR {lora['war_mean']:.3f}, "
+        f"macro-F1 {lora['f1_mean']:.3f}. Frozen encoder: UAR {_pm(frozen['uar_mean'], frozen['uar_std'])}, WAR "
+        f"{frozen['war_mean']:.3f}, macro-F1 {frozen['f1_mean']:.3f}. Chance is {1 / n_classes:.3f}. LoRA is "
+        f"{f'{abs(diff):.3f} UAR ' if diff else ''}{side} the frozen encoder on these folds."
+        + (f" The paper reports {TABLE1[size]['lora_uar'][0]:.3f} (LoRA) and {TABLE1[size]['frozen_uar'][0]:.3f} "
+           f"(frozen) for {size} on IEMOCAP under the official folds." if size in TABLE1 else "")]
+
+    verdict, link = _verdict_link(claims, "lora_beats_frozen")
+    gains = evidence[evidence["quantity"].str.startswith("uar_gain.")] if len(evidence) else evidence
+    reading = {HOLDS: "The whole interval lies above 0: LoRA is better on these folds, as the paper says.",
+               FAILS: "The whole interval lies below 0: the frozen encoder is better on these folds, the opposite "
+                      "of the paper's claim.",
+               INCONCLUSIVE: "The interval contains 0: with this many pairs the run cannot tell the two modes "
+                             "apart.",
+               UNTESTABLE: "No model size has both a LoRA and a frozen run, so there is nothing to compare."}
+    for r in gains.itertuples():
+        q = r.quantity
+        lines.append(
+            f"- **Does LoRA beat the frozen encoder ({r.size})?** Over {int(r.n_units)} pairs of runs (fold x "
+            f"training seed), the mean test UAR is {_interval(gains, q).format()} for LoRA and "
+            f"{_interval(gains, q, 'control').format()} for the frozen encoder; the paired difference LoRA - frozen "
+            f"is {_interval(gains, q, 'contrast').format(signed=True)} (95% interval from resampling the pairs). "
+            f"{reading[verdict]} Verdict: {link}.")
+    if gains.empty:
+        lines.append(f"- **Does LoRA beat the frozen encoder?** {reading[UNTESTABLE]} Verdict: {link}.")
+    if verdict in (FAILS, INCONCLUSIVE) and len(gains):
+        gain = _interval(gains, gains["quantity"].iloc[0], "contrast")
+        n_units = int(gains["n_units"].iloc[0])
+        reasons = []
+        spread = float(lora["uar_std"])
+        if np.isfinite(spread) and spread > abs(gain.value):
+            reasons.append(f"the fold-to-fold standard deviation of LoRA's UAR ({spread:.3f}) is larger than the "
+                           f"mean gain ({gain.value:+.3f}), and there are only {n_units} pairs")
+        if config is not None and config.data == "demo" and frozen["uar_mean"] > 1 / n_classes:
+            reasons.append("the demo corpus is synthetic: its emotions are prosody settings of synthesized voices, "
+                           f"which the frozen encoder's output already separates above chance (frozen UAR "
+                           f"{frozen['uar_mean']:.3f}, chance {1 / n_classes:.3f}), leaving LoRA less to add than on "
+                           "acted human speech")
+        chosen = [int(e) for e in str(lora.get("chosen_epochs", "")).split(",") if e.strip().isdigit()]
+        if config is not None and chosen and 2 * sum(e == config.epochs for e in chosen) >= len(chosen):
+            reasons.append(f"LoRA trained for {config.epochs} epochs (the official code: {PAPER_EPOCHS}) and its "
+                           f"validation score peaked at the last epoch in {sum(e == config.epochs for e in chosen)} "
+                           f"of {len(chosen)} folds, so it likely stopped before it had learned what it can")
+        if reasons:
+            lines.append("- **Why this may differ from the paper.** Likely reasons: " + "; ".join(reasons) + ".")
+
+    verdict, link = _verdict_link(claims, "uar_grows_with_size")
+    hit = claims[claims["id"] == "uar_grows_with_size"]
+    measured = str(hit["measured"].iloc[0]) if len(hit) else "-"
+    if verdict == UNTESTABLE:
+        lines.append(f"- **Does LoRA's UAR grow with model size?** This run trains one size ({size}); the claim "
+                     f"needs runs of two or more sizes. Verdict: {link}.")
+    else:
+        lines.append(f"- **Does LoRA's UAR grow with model size?** {measured}. Verdict: {link}.")
+
+    if protocols is not None and len(protocols):
+        lines += _protocol_lines(protocols, protocol)
+    return "\n".join(lines)
+
+
+def _protocol_lines(protocols: pd.DataFrame, main: str) -> list[str]:
+    """One line per protocol other than `main`: each mode's UAR there and its difference from `main`."""
+    table = protocols.set_index(["protocol", "mode"])
+    if main not in table.index.get_level_values(0):
+        return []
+    n_main = int(table.loc[(main, "lora"), "n_folds"])
+    lines = []
+    for other in dict.fromkeys(protocols["protocol"]):
+        if other == main:
+            continue
+        parts, diffs = [], []
+        for mode, name in (("lora", "LoRA"), ("frozen", "the frozen encoder")):
+            if (other, mode) in table.index and (main, mode) in table.index:
+                there, here = float(table.loc[(other, mode), "uar_mean"]), float(table.loc[(main, mode), "uar_mean"])
+                diffs.append(there - here)
+                parts.append(f"{name} scores {there:.3f} UAR against {here:.3f} under `{main}` ({there - here:+.3f})")
+        if not parts:
+            continue
+        n_other = int(table.loc[(other, "lora"), "n_folds"]) if (other, "lora") in table.index else 0
+        text = (f"- **Under the `{other}` protocol** ({n_other} fold{'s' * (n_other != 1)}), " + "; ".join(parts)
+                + ".")
+        if other == "dialog":
+            text += (" The dialog folds let the test speakers' other utterances into training and pick the epoch "
+                     "on the test fold, so they are expected to score higher; "
+                     + ("here they do for both modes." if all(d > 0 for d in diffs) else
+                        "here they do not for every mode."))
+        if n_other < n_main:
+            text += (f" The `{other}` row has {n_other} fold{'s' * (n_other != 1)} against {n_main}: the difference "
+                     "mixes the protocol with which folds were run, so read it as an indication, not an estimate.")
+        lines.append(text)
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Layer contributions (Fig. 1)
+
+
+def contributions_summary(table: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFrame) -> str:
+    """What Fig. 1 and the Section 3.2 verdicts of this run show, in Markdown.
+
+    `table`: `helpers.analysis.tables.contribution_tables` of the figure's fold (layer, component, d_ratio,
+    d_cosine); `evidence`: `contribution_evidence` of every unit; `claims`: `section_claims("3.2", evidence)`.
+    """
+    n_layers = int(table["layer"].max()) + 1
+    depth = (np.arange(n_layers) + 1) / n_layers
+    top_layers, early_layers = np.flatnonzero(depth > 0.75), np.flatnonzero(depth <= 0.5)
+    parts = {c: t.set_index("layer").sort_index() for c, t in table.groupby("component")}
+    total = parts["attention+mlp"]
+    frames = str(evidence["frames"].iloc[0])
+    n_units = int(evidence["n_units"].iloc[0])
+    control = evidence["control_kind"].dropna()
+    control_name = f"the {control.iloc[0]} adapter" if len(control) else "no control"
+    top = n_layers - 1
+    attn_top, mlp_top = float(parts["attention"].loc[top, "d_ratio"]), float(parts["mlp"].loc[top, "d_ratio"])
+    peak = int(total["d_ratio"].idxmax())
+    lines = [
+        f"- **In the figure** (one fold, `{frames}` frames, {n_layers} layers): the summed update's Δρ "
+        f"(attention + MLP, LoRA - frozen) averages {np.abs(total.loc[early_layers, 'd_ratio']).mean():.3f} in "
+        f"absolute value over the first half ({_layers(early_layers)}) and "
+        f"{total.loc[top_layers, 'd_ratio'].mean():+.3f} over the top quarter ({_layers(top_layers)}); its largest "
+        f"value, {total.loc[peak, 'd_ratio']:+.3f}, is at layer {peak}. At the top layer attention's Δρ is "
+        f"{attn_top:+.3f} and the MLP's {mlp_top:+.3f}; Δκ of the "
+        f"sum there is {float(total.loc[top, 'd_cosine']):+.3f}."]
+
+    verdict, link = _verdict_link(claims, "contribution_grows_late")
+    growth, top_ratio = _interval(evidence, "growth"), _interval(evidence, "top_d_ratio")
+    top_vs_control = _interval(evidence, "top_d_ratio", "contrast")
+    text = (f"- **Near zero early, growing at the top?** Over {n_units} units (fold x training seed), the top "
+            f"quarter's Δρ is {top_ratio.format(signed=True)}, against "
+            f"{_interval(evidence, 'top_d_ratio', 'control').format(signed=True)} for {control_name}; the growth "
+            f"(top-quarter Δρ minus 4 x the first half's mean absolute Δρ) is {growth.format(signed=True)}. "
+            f"Verdict: {link}.")
+    if verdict == HOLDS:
+        text += " LoRA's change is concentrated in the top layers, beyond what an untrained adapter does there."
+    elif verdict in (FAILS, INCONCLUSIVE):
+        failing = []
+        if judge(growth, 0.0) != HOLDS:
+            failing.append("the top quarter's change is " + ("not larger" if judge(growth, 0.0) == FAILS else
+                                                             "not clearly larger")
+                           + " than 4 x the early layers'")
+        if top_vs_control.defined and judge(top_vs_control, 0.0) != HOLDS:
+            failing.append("the trained adapter's top-quarter change is not clearly above the untrained one's")
+        text += " " + ("; ".join(failing) or "one condition straddles its criterion").capitalize() + "."
+        paper_depth = (np.arange(LAYERS) + 1) / LAYERS
+        paper_top, paper_early = int((paper_depth > 0.75).sum()), int((paper_depth <= 0.5).sum())
+        reasons = [f"with {n_layers} layers the top quarter is {_layers(top_layers)} and the first half "
+                   f"{_layers(early_layers)}, against {paper_top} and {paper_early} of the paper's {LAYERS} "
+                   f"layers, so the depth profile has {n_layers} points"]
+        if attn_top > 0 > mlp_top:
+            reasons.append(f"in the figure's fold the MLP's ratio falls at the top layer ({mlp_top:+.3f}) while "
+                           f"attention's rises ({attn_top:+.3f}), so their sum changes little there")
+        text += " Likely reasons: " + "; ".join(reasons) + "."
+    lines.append(text)
+
+    verdict, link = _verdict_link(claims, "attention_over_mlp")
+    attn = _interval(evidence, "top_attention_minus_mlp")
+    reading = {HOLDS: "attention's ratio grows more than the MLP's in the top quarter, as in the paper",
+               FAILS: "the MLP's ratio grows more than attention's in the top quarter, the opposite of the paper",
+               INCONCLUSIVE: "the interval contains 0, so attention and MLP cannot be told apart here",
+               UNTESTABLE: "the quantity is undefined in this run"}
+    lines.append(f"- **Attention more than MLP at the top?** The top quarter's Δρ(attention) - Δρ(MLP) is "
+                 f"{attn.format(signed=True)} ({control_name}: "
+                 f"{_interval(evidence, 'top_attention_minus_mlp', 'control').format(signed=True)}): "
+                 f"{reading[verdict]}. Verdict: {link}.")
+
+    verdict, link = _verdict_link(claims, "cosine_negative_with_depth")
+    slope, last = _interval(evidence, "d_cosine_slope"), _interval(evidence, "last_d_cosine")
+    reading = {HOLDS: "the summed update turns against the residual stream with depth, as the paper says",
+               FAILS: "the cosine difference does not fall with depth, or ends above 0: the opposite of the paper",
+               INCONCLUSIVE: "one of the two intervals contains 0",
+               UNTESTABLE: "the quantity is undefined in this run"}
+    lines.append(f"- **Cosine increasingly negative with depth?** The slope of Δκ (attention + MLP) over relative "
+                 f"depth is {slope.format(signed=True)} per unit depth ({control_name}: "
+                 f"{_interval(evidence, 'd_cosine_slope', 'control').format(signed=True)}), and Δκ at the last layer "
+                 f"is {last.format(signed=True)}: {reading[verdict]}. Verdict: {link}.")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Logit lens (Fig. 2a)
+
+
+def lens_summary(lens: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFrame) -> str:
+    """What Fig. 2a and the Section 3.3 verdicts of this run show, in Markdown.
+
+    `lens`: `helpers.analysis.tables.logit_lens_tables` of the figure's fold (index, kl, overlap, model,
+    final_norm); `evidence`: `lens_evidence` of every unit; `claims`: `section_claims("3.3", evidence)`.
+    """
+    n_layers = int(evidence["n_layers"].iloc[0])
+    n_units = int(evidence["n_units"].iloc[0])
+    direction = str(evidence["direction"].iloc[0])
+    curves = {m: t.set_index("index").sort_index() for m, t in lens.groupby("model")}
+    last = int(lens["index"].max())
+    kl_words = "KL(lens || prediction), as the paper writes it" if direction == "paper" else \
+        "KL(prediction || lens), as the official code computes it"
+    names = {"lora": "LoRA", "frozen": "the frozen encoder"}
+    described = [f"{names.get(m, m)}'s KL goes from {c.loc[0, 'kl']:.3f} at the embeddings (index 0) to "
+                 f"{c.loc[last, 'kl']:.3f} at the last layer's output (index {last}), lowest at index "
+                 f"{int(c['kl'].idxmin())}, and its top-1 agreement at index {last} is {c.loc[last, 'overlap']:.2f}"
+                 for m, c in sorted(curves.items(), key=lambda kv: kv[0] != "lora")]
+    text = f"- **In the figure** (one fold, {kl_words}): " + "; ".join(described) + "."
+    raw = not bool(lens["final_norm"].iloc[0]) if "final_norm" in lens else True
+    if raw and any(c.loc[last, "kl"] > 1e-6 for c in curves.values()):
+        text += (" The last index is not the prediction itself (KL above 0): the raw lens reads the last layer's "
+                 "output without the final LayerNorm that the model applies before its head.")
+    lines = [text]
+
+    grid = ", ".join(f"{i / n_layers:.2f}" for i in range(n_layers + 1))
+    target = FROZEN_KL_MIN_LAYER / LAYERS
+    verdict, link = _verdict_link(claims, "frozen_kl_minimum")
+    at = _interval(evidence, "frozen_argmin_depth")
+    text = (f"- **Frozen KL minimum near layer {FROZEN_KL_MIN_LAYER} of {LAYERS} (depth {target:.2f})?** Over "
+            f"{n_units} units the frozen encoder's KL is lowest at relative depth {at.format(2)} (LoRA's: "
+            f"{_interval(evidence, 'frozen_argmin_depth', 'control').format(2)}). Verdict: {link}.")
+    if verdict != HOLDS and at.defined:
+        if at.low >= 1.0 - 1e-9:
+            text += " The frozen KL keeps falling to the last layer, so there is no minimum below the top."
+        text += (f" Likely reason: with {n_layers} layers the lens has points at depths {grid} only; the paper's "
+                 f"minimum and the rebound after it span its last {LAYERS - FROZEN_KL_MIN_LAYER} of {LAYERS} layers, "
+                 "finer than this encoder's depth grid.")
+    lines.append(text)
+
+    verdict, link = _verdict_link(claims, "frozen_kl_rebound")
+    rebound = _interval(evidence, "frozen_rebound")
+    text = (f"- **Frozen KL rebounding at the top, LoRA's not?** The frozen encoder's top KL minus its lowest KL "
+            f"below the top is {rebound.format(signed=True)} (LoRA: "
+            f"{_interval(evidence, 'frozen_rebound', 'control').format(signed=True)}; difference "
+            f"{_interval(evidence, 'frozen_rebound', 'contrast').format(signed=True)}). Verdict: {link}.")
+    if verdict == HOLDS:
+        text += " The frozen curve rises again at the top, more than LoRA's, as in the paper."
+    elif rebound.defined and judge(rebound, 0.0) == FAILS:
+        text += " A negative value means the top is the frozen curve's lowest point: there is no rebound."
+    elif verdict == INCONCLUSIVE:
+        text += " One of the intervals contains 0."
+    lines.append(text)
+
+    verdict, link = _verdict_link(claims, "lora_kl_high_then_late_drop")
+    gap, drop = _interval(evidence, "early_kl_gap", "contrast"), _interval(evidence, "lora_late_drop")
+    reading = {HOLDS: "LoRA's early KL is above the frozen encoder's and its top KL is under half its early mean, "
+                      "the paper's delayed decision",
+               FAILS: "LoRA's early KL is not above the frozen encoder's, or it does not fall by half at the top",
+               INCONCLUSIVE: "one of the two intervals straddles its criterion",
+               UNTESTABLE: "the quantity is undefined in this run"}
+    lines.append(f"- **LoRA's KL high early, then a late drop?** Mean KL over the first half of the lens: LoRA "
+                 f"{_interval(evidence, 'early_kl_gap').format()}, frozen "
+                 f"{_interval(evidence, 'early_kl_gap', 'control').format()} (difference {gap.format(signed=True)}); "
+                 f"LoRA's top KL is {drop.format()} times its first-half mean: {reading[verdict]}. Verdict: {link}.")
+
+    verdict, link = _verdict_link(claims, "lora_overlap_rises_late")
+    rise, top = _interval(evidence, "overlap_rise_gap", "contrast"), _interval(evidence, "lora_top_overlap")
+    text = (f"- **LoRA's top-1 agreement rising late to near perfect?** From the first half to the top, LoRA's "
+            f"agreement rises by {_interval(evidence, 'overlap_rise_gap').format(signed=True)} and the frozen "
+            f"encoder's by {_interval(evidence, 'overlap_rise_gap', 'control').format(signed=True)} (difference "
+            f"{rise.format(signed=True)}); LoRA's agreement at the top is {top.format(2)}. Verdict: {link}.")
+    if verdict != HOLDS:
+        failing = []
+        if judge(rise, 0.0) != HOLDS:
+            failing.append("LoRA's rise is not clearly larger than the frozen encoder's")
+        if judge(top, 0.8) != HOLDS:
+            failing.append("the top agreement is not clearly above the 0.8 taken as near perfect")
+        if failing:
+            text += " Here " + " and ".join(failing) + "."
+        if raw and top.defined and top.value < 1:
+            text += (" Part of the shortfall is the definition: the raw top state lacks the final LayerNorm, so "
+                     "even the last layer need not agree with the prediction.")
+    lines.append(text)
+    return "\n".join(lines)
