@@ -191,8 +191,10 @@ def test_lens_summary_when_the_paper_holds():
                               early_lora=_iv(1.5, 0.1), early_frozen=_iv(0.4, 0.1), drop=_iv(0.05, 0.01),
                               rise_lora=_iv(0.7, 0.05), rise_frozen=_iv(0.2, 0.05), top=_iv(0.95, 0.03))
     text = summaries.lens_summary(lens, evidence, section_claims("3.3", evidence))
-    assert "LoRA's KL goes from 1.500 at the embeddings (index 0) to 0.000" in text
-    assert "the frozen encoder's KL goes from 0.800" in text and "lowest at index 3" in text
+    assert "from the embeddings (index 0) to the last layer's output (index 4)" in text
+    assert "LoRA's KL goes from 1.500 to 0.000 (lowest at index 4)" in text
+    assert "the frozen encoder's KL goes from 0.800 to 0.300 (lowest at index 3)" in text
+    assert "top-1 agreement at index 4: LoRA 1.00, the frozen encoder 0.75" in text
     assert "KL(lens || prediction), as the paper writes it" in text
     for claim in ("frozen_kl_minimum", "frozen_kl_rebound", "lora_kl_high_then_late_drop",
                   "lora_overlap_rises_late"):
@@ -215,7 +217,7 @@ def test_lens_summary_explains_a_minimum_at_the_top_as_not_holding():
     assert f"Verdict: {_link('holds', 'lora_kl_high_then_late_drop')}" in text
     assert f"Verdict: {_link('inconclusive', 'lora_overlap_rises_late')}" in text
     assert "not clearly above the 0.8" in text and "lacks the final LayerNorm" in text
-    assert "without the final LayerNorm" in text  # the last index is not the prediction itself
+    assert "omits the final LayerNorm" in text  # the last index is not the prediction itself
 
 
 @pytest.mark.parametrize("direction, words", [("paper", "as the paper writes it"),
@@ -230,3 +232,22 @@ def test_lens_summary_names_the_kl_direction(direction, words):
     assert words in text
     assert f"Verdict: {_link('inconclusive', 'lora_kl_high_then_late_drop')}" in text  # gap straddles 0
     assert "not the prediction itself" not in text  # the lens reaches the prediction at the top here
+
+
+def test_no_depth_excuse_for_an_encoder_as_deep_as_the_papers():
+    n = 32
+    lens = _lens_table(list(np.linspace(1.0, 0.1, n + 1)), list(np.linspace(0.5, 0.05, n + 1)), 0.9, 0.9)
+    evidence = _lens_evidence(argmin=Interval(1.0, 1.0, 1.0), rebound=_iv(-0.1, 0.02), lora_rebound=_iv(-0.5, 0.1),
+                              early_lora=_iv(0.8, 0.1), early_frozen=_iv(0.4, 0.1), drop=_iv(0.1, 0.02),
+                              rise_lora=_iv(0.6, 0.1), rise_frozen=_iv(0.2, 0.1), top=_iv(0.9, 0.02), n_layers=n)
+    text = summaries.lens_summary(lens, evidence, section_claims("3.3", evidence))
+    assert f"Verdict: {_link('does not hold', 'frozen_kl_minimum')}" in text
+    assert "no minimum below the top" in text and "Likely reason" not in text
+
+    layers = {c: [0.1] * n for c in ("attention", "mlp", "attention+mlp")}
+    table = _contribution_table(layers, [0.0] * n)
+    evidence = _contribution_evidence(top=_iv(0.1, 0.01), growth=_iv(-0.3, 0.05), attn=_iv(0.0, 0.01),
+                                      slope=_iv(0.0, 0.01), last=_iv(0.0, 0.01))
+    text = summaries.contributions_summary(table, evidence, section_claims("3.2", evidence))
+    assert f"Verdict: {_link('does not hold', 'contribution_grows_late')}" in text
+    assert "Likely reasons" not in text and "top quarter (layers 24-31)" in text

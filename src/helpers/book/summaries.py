@@ -224,11 +224,12 @@ def contributions_summary(table: pd.DataFrame, evidence: pd.DataFrame, claims: p
         paper_top, paper_early = int((paper_depth > 0.75).sum()), int((paper_depth <= 0.5).sum())
         reasons = [f"with {n_layers} layers the top quarter is {_layers(top_layers)} and the first half "
                    f"{_layers(early_layers)}, against {paper_top} and {paper_early} of the paper's {LAYERS} "
-                   f"layers, so the depth profile has {n_layers} points"]
+                   f"layers, so the depth profile has {n_layers} points"] if n_layers < LAYERS else []
         if attn_top > 0 > mlp_top:
             reasons.append(f"in the figure's fold the MLP's ratio falls at the top layer ({mlp_top:+.3f}) while "
                            f"attention's rises ({attn_top:+.3f}), so their sum changes little there")
-        text += " Likely reasons: " + "; ".join(reasons) + "."
+        if reasons:
+            text += " Likely reasons: " + "; ".join(reasons) + "."
     lines.append(text)
 
     verdict, link = _verdict_link(claims, "attention_over_mlp")
@@ -273,15 +274,17 @@ def lens_summary(lens: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFram
     kl_words = "KL(lens || prediction), as the paper writes it" if direction == "paper" else \
         "KL(prediction || lens), as the official code computes it"
     names = {"lora": "LoRA", "frozen": "the frozen encoder"}
-    described = [f"{names.get(m, m)}'s KL goes from {c.loc[0, 'kl']:.3f} at the embeddings (index 0) to "
-                 f"{c.loc[last, 'kl']:.3f} at the last layer's output (index {last}), lowest at index "
-                 f"{int(c['kl'].idxmin())}, and its top-1 agreement at index {last} is {c.loc[last, 'overlap']:.2f}"
-                 for m, c in sorted(curves.items(), key=lambda kv: kv[0] != "lora")]
-    text = f"- **In the figure** (one fold, {kl_words}): " + "; ".join(described) + "."
+    ordered = sorted(curves.items(), key=lambda kv: kv[0] != "lora")
+    text = (f"- **In the figure** (one fold, {kl_words}): from the embeddings (index 0) to the last layer's output "
+            f"(index {last}), " + " and ".join(f"{names.get(m, m)}'s KL goes from {c.loc[0, 'kl']:.3f} to "
+                                              f"{c.loc[last, 'kl']:.3f} (lowest at index {int(c['kl'].idxmin())})"
+                                              for m, c in ordered)
+            + f"; top-1 agreement at index {last}: "
+            + ", ".join(f"{names.get(m, m)} {c.loc[last, 'overlap']:.2f}" for m, c in ordered) + ".")
     raw = not bool(lens["final_norm"].iloc[0]) if "final_norm" in lens else True
     if raw and any(c.loc[last, "kl"] > 1e-6 for c in curves.values()):
-        text += (" The last index is not the prediction itself (KL above 0): the raw lens reads the last layer's "
-                 "output without the final LayerNorm that the model applies before its head.")
+        text += (" The last index is not the prediction itself: the raw lens omits the final LayerNorm that the "
+                 "model applies before its head.")
     lines = [text]
 
     grid = ", ".join(f"{i / n_layers:.2f}" for i in range(n_layers + 1))
@@ -291,12 +294,11 @@ def lens_summary(lens: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFram
     text = (f"- **Frozen KL minimum near layer {FROZEN_KL_MIN_LAYER} of {LAYERS} (depth {target:.2f})?** Over "
             f"{n_units} units the frozen encoder's KL is lowest at relative depth {at.format(2)} (LoRA's: "
             f"{_interval(evidence, 'frozen_argmin_depth', 'control').format(2)}). Verdict: {link}.")
-    if verdict != HOLDS and at.defined:
-        if at.low >= 1.0 - 1e-9:
-            text += " The frozen KL keeps falling to the last layer, so there is no minimum below the top."
-        text += (f" Likely reason: with {n_layers} layers the lens has points at depths {grid} only; the paper's "
-                 f"minimum and the rebound after it span its last {LAYERS - FROZEN_KL_MIN_LAYER} of {LAYERS} layers, "
-                 "finer than this encoder's depth grid.")
+    if verdict != HOLDS and at.defined and at.low >= 1.0 - 1e-9:
+        text += " The frozen KL keeps falling to the last layer, so there is no minimum below the top."
+    if verdict != HOLDS and at.defined and n_layers < LAYERS:
+        text += (f" Likely reason: the lens of a {n_layers}-layer encoder has points at depths {grid} only, while "
+                 f"the paper's minimum and rebound span its last {LAYERS - FROZEN_KL_MIN_LAYER} of {LAYERS} layers.")
     lines.append(text)
 
     verdict, link = _verdict_link(claims, "frozen_kl_rebound")
