@@ -67,7 +67,8 @@ def test_finetuning_summary_says_when_the_frozen_encoder_wins_and_why():
     text = summaries.finetuning_summary(_results(0.50, 0.60, std=0.2, chosen="4,4,4,2"), evidence,
                                         section_claims("3.1", evidence), config=make_config("demo"))
     assert f"Verdict: {_link('does not hold', 'lora_beats_frozen')}" in text
-    assert "the frozen encoder is better on these folds, the opposite of the paper's claim" in text
+    assert "LoRA does no better than the frozen encoder on these folds" in text
+    assert "The frozen encoder is better." in text
     assert "0.100 UAR below" in text and "-0.100 [-0.130, -0.070]" in text
     assert "standard deviation of LoRA's UAR (0.200) is larger than the mean gain (-0.100)" in text
     assert "synthetic" in text and "frozen UAR 0.600, chance 0.250" in text
@@ -141,7 +142,7 @@ def test_contributions_summary_phrases_a_failing_growth_as_not_holding_with_its_
     assert "the MLP's ratio falls at the top layer (-0.100) while attention's rises (+0.130)" in text
     assert f"Verdict: {_link('holds', 'attention_over_mlp')}" in text
     assert f"Verdict: {_link('does not hold', 'cosine_negative_with_depth')}" in text
-    assert "the opposite of the paper" in text
+    assert "does not fall with depth, or does not end below 0: against the paper" in text
 
 
 def test_contributions_summary_inconclusive_attention():
@@ -251,3 +252,15 @@ def test_no_depth_excuse_for_an_encoder_as_deep_as_the_papers():
     text = summaries.contributions_summary(table, evidence, section_claims("3.2", evidence))
     assert f"Verdict: {_link('does not hold', 'contribution_grows_late')}" in text
     assert "Likely reasons" not in text and "top quarter (layers 24-31)" in text
+
+
+def test_finetuning_summary_a_zero_gain_is_no_better_not_worse():
+    evidence = pd.DataFrame([row("uar_gain.tiny", _iv(0.3125, 0.06), _iv(0.3125, 0.06), Interval(0.0, 0.0, 0.0),
+                                 size="tiny", n_units=2)])
+    claims = section_claims("3.1", evidence)
+    text = summaries.finetuning_summary(_results(0.3125, 0.3125, chosen="1,1"), evidence, claims,
+                                        config=make_config("smoke"))
+    assert f"Verdict: {_link('does not hold', 'lora_beats_frozen')}" in text
+    assert "LoRA does no better than the frozen encoder" in text and "The frozen encoder is better" not in text
+    assert "level with the frozen encoder" in text
+    assert "trained for 1 epoch (the official code: 20)" in text and "2 of 2 folds" in text

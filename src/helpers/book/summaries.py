@@ -87,19 +87,20 @@ def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd
     verdict, link = _verdict_link(claims, "lora_beats_frozen")
     gains = evidence[evidence["quantity"].str.startswith("uar_gain.")] if len(evidence) else evidence
     reading = {HOLDS: "The whole interval lies above 0: LoRA is better on these folds, as the paper says.",
-               FAILS: "The whole interval lies below 0: the frozen encoder is better on these folds, the opposite "
-                      "of the paper's claim.",
+               FAILS: "No part of the interval lies above 0: LoRA does no better than the frozen encoder on these "
+                      "folds, against the paper's claim.",
                INCONCLUSIVE: "The interval contains 0: with this many pairs the run cannot tell the two modes "
                              "apart.",
                UNTESTABLE: "No model size has both a LoRA and a frozen run, so there is nothing to compare."}
     for r in gains.itertuples():
         q = r.quantity
+        behind = verdict == FAILS and r.contrast_high < 0
         lines.append(
             f"- **Does LoRA beat the frozen encoder ({r.size})?** Over {int(r.n_units)} pairs of runs (fold x "
             f"training seed), the mean test UAR is {_interval(gains, q).format()} for LoRA and "
             f"{_interval(gains, q, 'control').format()} for the frozen encoder; the paired difference LoRA - frozen "
             f"is {_interval(gains, q, 'contrast').format(signed=True)} (95% interval from resampling the pairs). "
-            f"{reading[verdict]} Verdict: {link}.")
+            f"{reading[verdict]}{' The frozen encoder is better.' if behind else ''} Verdict: {link}.")
     if gains.empty:
         lines.append(f"- **Does LoRA beat the frozen encoder?** {reading[UNTESTABLE]} Verdict: {link}.")
     if verdict in (FAILS, INCONCLUSIVE) and len(gains):
@@ -117,7 +118,8 @@ def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd
                            "acted human speech")
         chosen = [int(e) for e in str(lora.get("chosen_epochs", "")).split(",") if e.strip().isdigit()]
         if config is not None and chosen and 2 * sum(e == config.epochs for e in chosen) >= len(chosen):
-            reasons.append(f"LoRA trained for {config.epochs} epochs (the official code: {PAPER_EPOCHS}) and its "
+            reasons.append(f"LoRA trained for {config.epochs} epoch{'s' * (config.epochs != 1)} (the official "
+                           f"code: {PAPER_EPOCHS}) and its "
                            f"validation score peaked at the last epoch in {sum(e == config.epochs for e in chosen)} "
                            f"of {len(chosen)} folds, so it likely stopped before it had learned what it can")
         if reasons:
@@ -235,7 +237,7 @@ def contributions_summary(table: pd.DataFrame, evidence: pd.DataFrame, claims: p
     verdict, link = _verdict_link(claims, "attention_over_mlp")
     attn = _interval(evidence, "top_attention_minus_mlp")
     reading = {HOLDS: "attention's ratio grows more than the MLP's in the top quarter, as in the paper",
-               FAILS: "the MLP's ratio grows more than attention's in the top quarter, the opposite of the paper",
+               FAILS: "attention's ratio does not grow more than the MLP's in the top quarter, against the paper",
                INCONCLUSIVE: "the interval contains 0, so attention and MLP cannot be told apart here",
                UNTESTABLE: "the quantity is undefined in this run"}
     lines.append(f"- **Attention more than MLP at the top?** The top quarter's Δρ(attention) - Δρ(MLP) is "
@@ -246,7 +248,7 @@ def contributions_summary(table: pd.DataFrame, evidence: pd.DataFrame, claims: p
     verdict, link = _verdict_link(claims, "cosine_negative_with_depth")
     slope, last = _interval(evidence, "d_cosine_slope"), _interval(evidence, "last_d_cosine")
     reading = {HOLDS: "the summed update turns against the residual stream with depth, as the paper says",
-               FAILS: "the cosine difference does not fall with depth, or ends above 0: the opposite of the paper",
+               FAILS: "the cosine difference does not fall with depth, or does not end below 0: against the paper",
                INCONCLUSIVE: "one of the two intervals contains 0",
                UNTESTABLE: "the quantity is undefined in this run"}
     lines.append(f"- **Cosine increasingly negative with depth?** The slope of Δκ (attention + MLP) over relative "
@@ -309,7 +311,7 @@ def lens_summary(lens: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFram
             f"{_interval(evidence, 'frozen_rebound', 'contrast').format(signed=True)}). Verdict: {link}.")
     if verdict == HOLDS:
         text += " The frozen curve rises again at the top, more than LoRA's, as in the paper."
-    elif rebound.defined and judge(rebound, 0.0) == FAILS:
+    elif rebound.defined and judge(rebound, 0.0) == FAILS and rebound.value < 0:
         text += " A negative value means the top is the frozen curve's lowest point: there is no rebound."
     elif verdict == INCONCLUSIVE:
         text += " One of the intervals contains 0."
