@@ -113,9 +113,9 @@ def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd
                            f"mean gain ({gain.value:+.3f}), and there are only {n_units} pairs")
         if config is not None and config.data == "demo" and frozen["uar_mean"] > 1 / n_classes:
             reasons.append("the demo corpus is synthetic: its emotions are prosody settings of synthesized voices, "
-                           f"which the frozen encoder's output already separates above chance (frozen UAR "
-                           f"{frozen['uar_mean']:.3f}, chance {1 / n_classes:.3f}), leaving LoRA less to add than on "
-                           "acted human speech")
+                           f"cues the frozen encoder's output may already carry (frozen UAR "
+                           f"{frozen['uar_mean']:.3f}, chance {1 / n_classes:.3f}), so LoRA may have less to add "
+                           "than on acted human speech")
         chosen = [int(e) for e in str(lora.get("chosen_epochs", "")).split(",") if e.strip().isdigit()]
         if config is not None and chosen and 2 * sum(e == config.epochs for e in chosen) >= len(chosen):
             reasons.append(f"LoRA trained for {config.epochs} epoch{'s' * (config.epochs != 1)} (the official "
