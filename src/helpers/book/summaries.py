@@ -49,19 +49,24 @@ def _setup_differences(config: RunConfig | None, *, n_layers: int | None = None,
     """What separates this run from the paper's (large-v2, 32 layers, IEMOCAP, 30 s inputs), as short phrases."""
     out = []
     if config is not None and config.model not in ("openai/whisper-large-v2", "large-v2"):
-        out.append(f"the model is Whisper {config.model.removeprefix('openai/whisper-')}, not large-v2")
+        out.append(f"Whisper {config.model.removeprefix('openai/whisper-')}, not large-v2")
     if n_layers is not None and n_layers < LAYERS:
-        out.append(f"its encoder has {n_layers} layers, not {LAYERS}, so \"early\" and \"late\" are at most "
-                   f"{n_layers - 1} layers apart")
+        out.append(f"{n_layers} encoder layers, not {LAYERS}")
     if config is not None:
         if config.data == "demo":
-            out.append("the clips are synthetic voices whose \"emotions\" are prosody settings (the demo corpus, "
-                       "see the data chapter), not acted human emotion")
+            out.append("synthetic voices whose \"emotions\" are prosody settings (see the data chapter), not acted "
+                       "emotion")
         if 0 < config.max_seconds < 30:
-            out.append(f"inputs are {config.max_seconds} s long (the paper pads every clip to 30 s)")
+            out.append(f"{config.max_seconds} s inputs, not 30 s")
     if n_clips is not None:
-        out.append(f"the analysis set has {n_clips} clips")
+        out.append(f"{n_clips} analysis clips")
     return out
+
+
+def _setup_sentence(config: RunConfig | None, *, n_layers: int | None = None, n_clips: int | None = None) -> str:
+    """One sentence listing `_setup_differences`, with a trailing space; empty when there is nothing to list."""
+    parts = _setup_differences(config, n_layers=n_layers, n_clips=n_clips)
+    return f"This run's set-up differs from the paper's: {'; '.join(parts)}. " if parts else ""
 
 
 def _join(parts: list[str]) -> str:
@@ -112,10 +117,9 @@ def ranks_summary(separability: pd.DataFrame, evidence: pd.DataFrame, claims: pd
             f"{_reads(claims, 'separation_grows_with_rank')}.")
         if sil[ranks[-1]].defined and sil[ranks[-1]].high < 0.25:
             lines.append(
-                f"- **How large is that?** A silhouette runs from -1 to 1; below about 0.25 there is no substantial "
-                f"cluster structure (Kaufman and Rousseeuw's rule of thumb), and the largest here is "
-                f"{max(sil[r].value for r in ranks):.3f}. t-SNE draws clusters from local neighbourhoods, so a "
-                "picture can look separated while the silhouette in the full space stays near 0.")
+                f"- **How large is that?** The largest of these silhouettes, {max(sil[r].value for r in ranks):.3f}, "
+                "is below 0.25, under which there is no substantial cluster structure (Kaufman and Rousseeuw's rule "
+                "of thumb): whatever the t-SNE maps draw, the classes overlap in the full space.")
     first, last = states[0], states[-1]
     by = separability.set_index(["rank", x])
     rises = [r for r in ranks if by.loc[(r, last), "silhouette_all"] > by.loc[(r, first), "silhouette_all"]]
@@ -142,10 +146,10 @@ def ranks_summary(separability: pd.DataFrame, evidence: pd.DataFrame, claims: pd
             f"{_reads(claims, 'rank_sensitivity_order')}.")
     verdicts = {_verdict_of(claims, c) for c in ("separation_grows_with_rank", "rank_sensitivity_order")}
     if verdicts & {FAILS, INCONCLUSIVE}:
-        reasons = _setup_differences(config, n_layers=len(states), n_clips=n_clips)
-        reasons.append("the rank runs train one fold and one seed, so the intervals cover the clips only")
-        lines.append("- **Why this run may differ from the paper.** " + _join(reasons) + ". The paper "
-                     "reads its claims off t-SNE pictures, without a number or an interval to compare with.")
+        lines.append("- **Why this run may differ from the paper.** "
+                     + _setup_sentence(config, n_layers=len(states), n_clips=n_clips)
+                     + "The rank runs train one fold and one seed, so the intervals cover the clips only; and the "
+                     "paper reads its claims off t-SNE pictures, with no number or interval to compare with.")
     return "\n".join(lines)
 
 
@@ -206,7 +210,7 @@ def svd_summary(evidence: pd.DataFrame, claims: pd.DataFrame, spectra: pd.DataFr
             f"the weights alone, no clips involved ({int(update['n_units'].iloc[0])} fold models).")
     failing = [k for k in ("A", "A_grad", "B", "B_grad") if _verdict_of(claims, f"k90_{k}") in (FAILS, INCONCLUSIVE)]
     if failing:
-        reasons = _setup_differences(config)
+        reasons = []
         if "B_grad" in failing:
             reasons.append("the released notebook passes the LoRA_A gradient spectra to its LoRA_B-gradient panel, "
                            "so the paper's 0.4x cannot be traced to the released code")
@@ -214,7 +218,8 @@ def svd_summary(evidence: pd.DataFrame, claims: pd.DataFrame, spectra: pd.DataFr
             reasons.append("the official notebook takes gradients on 40 training clips, where a trained model's loss "
                            f"is typically small, and this chapter on clips of the {split} split")
         lines.append(f"- **Why {', '.join(_SVD_NAMES[k] for k in failing)} may differ from the paper.** "
-                     + _join(reasons) + ". A k90 also depends on the width of the matrix and the number "
+                     + _setup_sentence(config) + (_join(reasons) + ". " if reasons else "")
+                     + "A k90 also depends on the width of the matrix and the number "
                      "of frames, so only the ratio's side of 1 is judged, not its size.")
     return "\n".join(lines)
 
@@ -274,7 +279,7 @@ def cka_summary(evidence: pd.DataFrame, claims: pd.DataFrame, cka: pd.DataFrame,
             + ".")
     verdicts = {_verdict_of(claims, c) for c in ("forward_cka_high", "gradient_cka_negative")}
     if verdicts & {FAILS, INCONCLUSIVE}:
-        reasons = _setup_differences(config)
+        reasons = []
         n_modules = int(cka["module"].nunique())
         if n_modules < LAYERS:
             reasons.append(f"there are {n_modules} adapted modules, not the paper's {LAYERS}, so fewer chances to "
@@ -282,5 +287,5 @@ def cka_summary(evidence: pd.DataFrame, claims: pd.DataFrame, cka: pd.DataFrame,
         reasons.append("the released notebook computes every CKA with the biased estimator on positive "
                        "semi-definite kernels (linear and RBF), which cannot be negative, so the negative values of "
                        "the paper's Fig. 3f cannot come from the released code")
-        lines.append("- **Why this run may differ from the paper.** " + _join(reasons) + ".")
+        lines.append("- **Why this run may differ from the paper.** " + _setup_sentence(config) + _join(reasons) + ".")
     return "\n".join(lines)
