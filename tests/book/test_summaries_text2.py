@@ -57,7 +57,8 @@ def test_ranks_summary_holds_with_every_number_and_links():
     assert "the claim [holds](scorecard.html#claim-rank_sensitivity_order)" in text
     assert "rises for 3 of 3 ranks and is highest at the top layer for 3" in text
     assert "r = 64: 0.85" in text and "chance 0.25" in text and "48 clips" in text
-    assert "neutral, comes 1 of 4" in text and "happiness, comes 4 of 4" in text
+    assert "Neutral, the paper's least rank-sensitive class, comes 1 of 4 here, and happiness, its most" in text
+    assert "its most rank-sensitive, 4." in text
     assert "Why this run may differ" not in text  # nothing to explain when every claim holds
     assert "no substantial cluster structure" not in text  # 0.5 is above the rule of thumb's 0.25
     assert "$" not in text  # generated Markdown is rendered without MyST math
@@ -72,7 +73,7 @@ def test_ranks_summary_says_a_failing_claim_does_not_hold_and_why():
     assert "lies below 0" in text
     assert "the claim [does not hold](scorecard.html#claim-separation_grows_with_rank)" in text
     assert "the claim [does not hold](scorecard.html#claim-rank_sensitivity_order)" in text
-    assert "neutral, comes 4 of 4" in text
+    assert "least rank-sensitive class, comes 4 of 4" in text
     reasons = text.split("Why this run may differ from the paper.")[1]
     for phrase in ("tiny.en", "4 encoder layers, not 32", "synthetic voices", "3 s inputs", "48 analysis clips",
                    "one fold"):

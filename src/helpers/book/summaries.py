@@ -136,9 +136,9 @@ def ranks_summary(separability: pd.DataFrame, evidence: pd.DataFrame, claims: pd
     if len(gains):
         order = list(gains.sort_values("value").itertuples())
         names = [r.emotion for r in order]
-        where = "".join(f" The paper's {what} class, {c}, comes {names.index(c) + 1} of {len(names)} here."
-                        for what, c in (("least rank-sensitive", "neutral"), ("most rank-sensitive", "happiness"))
-                        if c in names)
+        where = (f" Neutral, the paper's least rank-sensitive class, comes {names.index('neutral') + 1} of "
+                 f"{len(names)} here, and happiness, its most rank-sensitive, {names.index('happiness') + 1}."
+                 if {"neutral", "happiness"} <= set(names) else "")
         lines.append(
             f"- **Classes.** The silhouette gain from r = {ranks[0]} to r = {ranks[-1]} per class, smallest first: "
             + ", ".join(f"{r.emotion} {Interval(r.value, r.low, r.high).format(signed=True)}" for r in order)
