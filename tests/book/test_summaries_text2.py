@@ -218,3 +218,17 @@ def test_cka_summary_holds_and_inconclusive():
 @pytest.mark.parametrize("name", summaries.__all__)
 def test_every_summary_is_documented(name):
     assert getattr(summaries, name).__doc__
+
+
+def test_svd_energy_figure_plots_the_cumulative_energy_that_k90_reads():
+    from helpers.book.plots import spectra_figure
+
+    sv = np.array([2.0, 1.0, 1.0])
+    spectra = pd.DataFrame([dict(kind=k, model=m, layer=0, spectrum=sv / sv.sum(), k=3.0)
+                            for k in ("A", "A_grad", "B", "B_grad") for m in ("trained", "untrained-official")])
+    fig = spectra_figure(spectra, None)
+    line = fig.axes[0].get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), [4 / 6, 5 / 6, 1.0])  # E(k) = sum_{i<=k} sv_i^2 / sum sv^2
+    assert any(np.allclose(l.get_ydata(), 0.9) for l in fig.axes[0].get_lines())  # the 90% line
+    with pytest.raises(ValueError, match="scale"):
+        spectra_figure(spectra, None, scale="log")

@@ -6,7 +6,7 @@ import matplotlib.pyplot  # noqa: F401  (in a notebook this activates the inline
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import StrMethodFormatter
 
 from ..labels import EMOTIONS
 
@@ -153,7 +153,7 @@ def spectra_figure(spectra: pd.DataFrame, summary: pd.DataFrame, *, layer: int |
             ax.set(ylabel="sv / sum(sv)")
         ax.set(title=titles[kind], xlabel="k (singular directions)")
         if scale == "energy":
-            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
         ax.legend(fontsize=7, loc="lower right" if scale == "energy" else "best")
     return fig
 
