@@ -232,3 +232,12 @@ def test_svd_energy_figure_plots_the_cumulative_energy_that_k90_reads():
     assert any(np.allclose(l.get_ydata(), 0.9) for l in fig.axes[0].get_lines())  # the 90% line
     with pytest.raises(ValueError, match="scale"):
         spectra_figure(spectra, None, scale="log")
+
+
+def test_an_interval_ending_at_the_threshold_reads_as_the_verdict_does():
+    evidence = _svd_evidence([_svd_row("A", Interval(0.98, 0.96, 1.0)), _svd_row("B_grad", Interval(1.2, 1.0, 1.4))])
+    claims = section_claims("3.5", evidence)
+    assert claims.set_index("id")["verdict"].to_dict() == {"k90_A": "does not hold", "k90_B_grad": "does not hold"}
+    text = summaries.svd_summary(evidence, claims)
+    assert "an interval that lies at or below 1 (paper: 5.5x, above 1); the claim [does not hold]" in text
+    assert "an interval that lies at or above 1 (paper: 0.4x, below 1); the claim [does not hold]" in text

@@ -76,13 +76,18 @@ def _join(parts: list[str]) -> str:
 
 
 def _side(iv: Interval, threshold: float) -> str:
-    """Where an interval lies against a threshold, in words."""
+    """Where an interval lies against a threshold, in words, with the boundary cases as `judge` reads them (an
+    interval ending exactly at the threshold is not on the claimed side)."""
     if not iv.defined:
         return "is undefined"
     if iv.low > threshold:
         return f"lies above {threshold:g}"
     if iv.high < threshold:
         return f"lies below {threshold:g}"
+    if iv.high == threshold:
+        return f"lies at or below {threshold:g}"
+    if iv.low == threshold:
+        return f"lies at or above {threshold:g}"
     return f"contains {threshold:g}"
 
 
