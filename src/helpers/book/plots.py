@@ -6,7 +6,7 @@ import matplotlib.pyplot  # noqa: F401  (in a notebook this activates the inline
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import StrMethodFormatter
+from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
 from ..labels import EMOTIONS
 
@@ -153,7 +153,11 @@ def spectra_figure(spectra: pd.DataFrame, summary: pd.DataFrame, *, layer: int |
             ax.set(ylabel="sv / sum(sv)")
         ax.set(title=titles[kind], xlabel="k (singular directions)")
         if scale == "energy":
+            widths = [len(s) for s in part["spectrum"]]
+            if widths and max(widths) <= 64:  # a short axis (k up to r): ticks at powers of 2
+                ax.set_xticks([2 ** i for i in range(int(np.log2(max(widths))) + 1)])
             ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())  # no 2x10^0 labels
         ax.legend(fontsize=7, loc="lower right" if scale == "energy" else "best")
     return fig
 
