@@ -6,6 +6,7 @@ import matplotlib.pyplot  # noqa: F401  (in a notebook this activates the inline
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
 from ..labels import EMOTIONS
 
@@ -118,8 +119,13 @@ def separability_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def spectra_figure(spectra: pd.DataFrame, summary: pd.DataFrame, *, layer: int | None = None) -> Figure:
-    """Fig. 3a-d: normalised singular value spectra (mean over modules, or one layer), trained vs untrained."""
+def spectra_figure(spectra: pd.DataFrame, summary: pd.DataFrame, *, layer: int | None = None,
+                   scale: str = "energy") -> Figure:
+    """Fig. 3a-d, trained vs the control, mean over modules (or one layer): `scale="energy"` (default, as the
+    official figure) plots the cumulative energy fraction E(k) = sum_{i<=k} sv_i^2 / sum sv^2 against k (log axis)
+    with the 90% line, so k90 is where a curve crosses it; `"spectrum"` plots sv / sum(sv) on a log axis."""
+    if scale not in ("energy", "spectrum"):
+        raise ValueError(f"scale={scale!r}; choose 'energy' or 'spectrum'")
     kinds = ("A", "A_grad", "B", "B_grad")
     titles = {"A": "(a) LoRA_A activations", "A_grad": "(b) LoRA_A gradients", "B": "(c) LoRA_B activations",
               "B_grad": "(d) LoRA_B gradients"}
@@ -128,12 +134,31 @@ def spectra_figure(spectra: pd.DataFrame, summary: pd.DataFrame, *, layer: int |
         part = spectra[spectra["kind"] == kind]
         if layer is not None:
             part = part[part["layer"] == layer]
-        for model, rows in part.groupby("model"):
+        for model, rows in part.groupby("model", sort=False):
             n = min(len(s) for s in rows["spectrum"])
-            mean = np.mean([s[:n] for s in rows["spectrum"]], axis=0)
-            ax.semilogy(np.arange(1, n + 1), np.maximum(mean, 1e-12), label=f"{model} (k90 {rows['k'].mean():.1f})")
-        ax.set(title=titles[kind], xlabel="index", ylabel="sv / sum(sv)")
-        ax.legend(fontsize=7)
+            color = "tab:blue" if model == "trained" else "tab:orange"
+            label = f"{model} (k90 {rows['k'].mean():.1f})"
+            if scale == "energy":
+                power = [np.asarray(s[:n], dtype=float) ** 2 for s in rows["spectrum"]]
+                curves = [np.cumsum(p) / p.sum() for p in power if p.sum() > 0]
+                if curves:
+                    ax.semilogx(np.arange(1, n + 1), np.mean(curves, axis=0), color=color, label=label)
+            else:
+                mean = np.mean([s[:n] for s in rows["spectrum"]], axis=0)
+                ax.semilogy(np.arange(1, n + 1), np.maximum(mean, 1e-12), color=color, label=label)
+        if scale == "energy":
+            ax.axhline(0.9, color="black", lw=0.6, ls=":")
+            ax.set(ylim=(0, 1.02), ylabel="energy fraction E(k)")
+        else:
+            ax.set(ylabel="sv / sum(sv)")
+        ax.set(title=titles[kind], xlabel="k (singular directions)")
+        if scale == "energy":
+            widths = [len(s) for s in part["spectrum"]]
+            if widths and max(widths) <= 64:  # a short axis (k up to r): ticks at powers of 2
+                ax.set_xticks([2 ** i for i in range(int(np.log2(max(widths))) + 1)])
+            ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())  # no 2x10^0 labels
+        ax.legend(fontsize=7, loc="lower right" if scale == "energy" else "best")
     return fig
 
 
