@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from helpers.data.acoustics import clip_prosody, f0_track, frame_signal, prosody_baseline
+from helpers.analysis.probes import probe_uar_per_fold
+from helpers.data.acoustics import clip_prosody, f0_track, frame_signal
 
 SR = 16_000
 
@@ -58,8 +59,8 @@ def test_prosody_baseline_separable_vs_shuffled():
     features = np.stack([[centres[c] + rng.normal(0, 0.3), rng.normal()] for c in labels])
     groups = np.tile(np.arange(4), 40)
     folds = [(np.flatnonzero(groups != g), np.flatnonzero(groups == g)) for g in range(4)]
-    assert prosody_baseline(features, labels, folds) == pytest.approx(np.ones(4))
-    shuffled = prosody_baseline(features, rng.permutation(labels), folds)
+    assert probe_uar_per_fold(features, labels, folds) == pytest.approx(np.ones(4))
+    shuffled = probe_uar_per_fold(features, rng.permutation(labels), folds)
     assert shuffled.mean() < 0.5
     features[0, 0] = np.nan  # a clip with no voiced frame is still scored (as the majority class), not dropped
-    assert len(prosody_baseline(features, labels, folds)) == 4
+    assert len(probe_uar_per_fold(features, labels, folds)) == 4

@@ -14,9 +14,19 @@ Pure functions on arrays; nothing here touches a model.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 
-__all__ = ["probe_logits", "layer_probe_logits", "fit_tuned_lens", "tuned_lens_logits", "layer_tuned_lens_logits"]
+from ..training.metrics import uar
+
+__all__ = [
+    "probe_uar_per_fold",
+    "probe_logits",
+    "layer_probe_logits",
+    "fit_tuned_lens",
+    "tuned_lens_logits",
+    "layer_tuned_lens_logits",
+]
 
 
 def probe_logits(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, *, c: float = 1.0,
@@ -90,3 +100,28 @@ def layer_tuned_lens_logits(train_states: np.ndarray, train_final_logits: np.nda
         d, e = fit_tuned_lens(train_states[:, l], train_final_logits, head_weight, head_bias, ridge=ridge)
         out.append(tuned_lens_logits(test_states[:, l], head_weight, head_bias, d, e))
     return np.stack(out, 1)
+
+
+def probe_uar_per_fold(features: np.ndarray, labels: np.ndarray,
+                     folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Test UAR per fold of a logistic regression on standardised `features` (N, F), trained on each fold's
+    training rows and scored on its test rows (`folds`: pairs of index arrays); rows with a NaN are left out of
+    training and predicted as the training set's most frequent class (so they count, as errors if wrong)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    finite = np.isfinite(features).all(axis=1)
+    scores = []
+    for train, test in folds:
+        train = train[finite[train]]
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        model.fit(features[train], labels[train])
+        fallback = pd.Series(labels[train]).mode()[0]
+        predicted = np.full(len(test), fallback, dtype=object)
+        ok = finite[test]
+        if ok.any():
+            predicted[ok] = model.predict(features[test][ok])
+        scores.append(uar(labels[test].astype(str), predicted.astype(str)))
+    return np.array(scores)

@@ -50,7 +50,7 @@ def _interval(evidence: pd.DataFrame, quantity: str, prefix: str = "") -> Interv
 def data_summary(prosody: pd.DataFrame, baseline: np.ndarray, *, features, fold_names, n_classes: int) -> str:
     """The data chapter's reading of its prosody measurements and the prosody-only classifier's test UAR per fold.
 
-    `baseline` holds that classifier's test UAR per fold (`helpers.data.acoustics.prosody_baseline`) on the
+    `baseline` holds that classifier's test UAR per fold (`helpers.analysis.probes.probe_uar_per_fold`) on the
     prosody columns `features`.
     """
     baseline = np.asarray(baseline, dtype=float)

@@ -21,7 +21,6 @@ __all__ = [
     "prosody_table",
     "prosody_by_class",
     "fold_rows",
-    "prosody_baseline",
 ]
 
 # column -> label with unit (definitions: `clip_prosody` and the data chapter)
@@ -145,30 +144,3 @@ def fold_rows(utterances, folds) -> list[tuple[np.ndarray, np.ndarray]]:
     position = {u: k for k, u in enumerate(utterances)}
     return [(np.array([position[u] for u in f.train if u in position], dtype=int),
              np.array([position[u] for u in f.test if u in position], dtype=int)) for f in folds]
-
-
-def prosody_baseline(features: np.ndarray, labels: np.ndarray,
-                     folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Test UAR per fold of a logistic regression on standardised prosody `features` (N, F), trained on each fold's
-    training rows and scored on its test rows (`folds`: pairs of index arrays); rows with a NaN are left out of
-    training and predicted as the training set's most frequent class (so they count, as errors if wrong)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from ..training.metrics import uar
-
-    features, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
-    finite = np.isfinite(features).all(axis=1)
-    scores = []
-    for train, test in folds:
-        train = train[finite[train]]
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-        model.fit(features[train], labels[train])
-        fallback = pd.Series(labels[train]).mode()[0]
-        predicted = np.full(len(test), fallback, dtype=object)
-        ok = finite[test]
-        if ok.any():
-            predicted[ok] = model.predict(features[test][ok])
-        scores.append(uar(labels[test].astype(str), predicted.astype(str)))
-    return np.array(scores)
