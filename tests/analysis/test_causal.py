@@ -130,6 +130,7 @@ def test_experiments_that_must_agree_do(smoke_records):
 def test_records_are_cached_and_the_chapter_tables_and_verdicts_build(smoke_records):
     from helpers.analysis.tables import ablation_table, erasure_table, patching_table, probe_table, with_intervals
     from helpers.book import chapters
+    from helpers.book.summaries import causal_summary
 
     again = chapters.causal_records(chapters.setup("smoke"))
     assert all(np.array_equal(a["final.lora"], b["final.lora"]) for a, b in zip(again, smoke_records))
@@ -145,5 +146,7 @@ def test_records_are_cached_and_the_chapter_tables_and_verdicts_build(smoke_reco
     assert set(probe_table(curves)["model"]) == {"lora", "frozen"}
     claims = section_claims("causal", evidence)
     assert len(claims) == 2 and claims["measured"].str.contains(r"\[").all()
-    summary = chapters.causal_summary(evidence, probe_table(curves))
+    summary = causal_summary(evidence, claims, probe_table(curves))
     assert "**Depth.**" in summary and "nan" not in summary.lower()
+    for claim_id in ("lora_effect_top_layers_causal", "attention_over_mlp_causal"):
+        assert f"(scorecard.html#claim-{claim_id})" in summary

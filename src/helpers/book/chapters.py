@@ -23,7 +23,7 @@ __all__ = ["CAUSAL_DEFAULTS", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_S
            "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "analysis_settings",
            "main_traces", "main_units", "rank_traces", "seed_runs", "rank_evidence_for", "full_scorecard",
            "VERDICT_COLORS", "SCORECARD_PAGE", "claim_anchor", "claims_html", "criteria_markdown", "show_claims",
-           "show_settings", "show", "show_table", "explore", "causal_summary"]
+           "show_settings", "show", "show_table", "explore"]
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
@@ -412,45 +412,3 @@ def explore(plot: Callable, *, interactive: bool | None = None, **controls) -> N
         return
     pngs = [figure_png(plot(**combo)) for combo in figures]
     display(explorer_bundle(values, pngs, offered=options_of(controls)), raw=True)
-
-
-def causal_summary(evidence, probes) -> str:
-    """"What this run shows" for the causal chapter, every number read from the evidence and probe tables."""
-    from ..analysis.uncertainty import Interval, judge
-
-    def iv(quantity: str, prefix: str = "") -> Interval:
-        r = evidence[evidence["quantity"] == quantity].iloc[0]
-        name = prefix or "value"
-        low, high = (f"{prefix}_low", f"{prefix}_high") if prefix else ("low", "high")
-        return Interval(float(r[name]), float(r[low]), float(r[high]))
-
-    q, n = int(evidence["top_quarter"].iloc[0]), int(evidence["n_layers"].iloc[0])
-    every, top, gap = iv("ablation_all"), iv("ablation_top_quarter"), iv("lora_minus_frozen")
-    attn = iv("patch_attention_minus_mlp")
-    last = probes.groupby("model")["layer"].max()
-    first_probe = probes[probes["layer"] == 0].set_index("model")["probe"]
-    top_probe = probes[probes["layer"] == probes["layer"].max()].set_index("model")["probe"]
-    words = {"holds": "is above 0", "does not hold": "is below 0", "inconclusive": "straddles 0"}
-    def change(x: Interval) -> str:  # evidence holds UAR *lost*; a reader wants the change
-        return Interval(-x.value, -x.high, -x.low).format(signed=True)
-
-    sets = "single layers" if q == 1 else f"sets of {q} layers"
-    lines = [
-        f"- **Does LoRA matter at all?** Switching LoRA off in every layer changes test UAR by {change(every)}; "
-        f"the LoRA model's UAR minus the frozen model's on the same clips is {gap.format(signed=True)}.",
-        f"- **Depth.** Switching LoRA off in the top {q} of {n} layers changes UAR by {change(top)}, against "
-        f"{change(iv('ablation_top_quarter', 'control'))} for random {sets}; the interval of the difference in UAR "
-        f"lost {words[judge(iv('ablation_top_quarter', 'contrast'), 0.0)]} (above 0 would mean the top matters "
-        "more than random layers).",
-        f"- **Attention vs MLP.** The UAR lost when the frozen model's attention output replaces the LoRA model's, "
-        f"minus the UAR lost when its MLP output does (mean over layers), is {attn.format(signed=True)}; the "
-        f"interval {words[judge(attn, 0.0)]}.",
-        "- **Decodable vs readable.** A linear probe on the embeddings (layer 0) already reaches "
-        + ", ".join(f"{m} {first_probe[m]:.2f}" for m in first_probe.index)
-        + " test UAR, and at the last layer "
-        + ", ".join(f"{m} {top_probe[m]:.2f}" for m in top_probe.index)
-        + f" (layer {int(last.iloc[0])}): where the probe is high early while the raw lens sits near chance, the "
-        "emotion is present early in a form the head cannot read; the tuned lens shows how far each layer is from "
-        "the head's input.",
-    ]
-    return "\n".join(lines)
