@@ -7,11 +7,19 @@
 - ``dialog``: the official code's folds by dialog prefix (`Ses01F`, ...). A prefix holds both actors' turns, so
   test speakers also appear in training, and the checkpoint is chosen on the test fold as the official code did.
   It exists only to replicate the published numbers and to measure how much they owe to that leak.
+- ``speakers-k``: k-fold over speakers, for corpora without sessions (RAVDESS: 24 actors), where one fold per speaker
+  costs too much. The sorted speakers are dealt round-robin into `k` groups, females first then males (gender from
+  ``table.attrs["speaker_gender"]`` where a reader gives it; unknown genders are dealt last, in sorted order), so
+  group sizes differ by at most 1 and each group's gender mix is as even as possible. Fold ``speakers-k{k}-g{i}``
+  (i = 1..k) tests group i; `n_validation` speakers of the next group (cycling) select the checkpoint, alternating
+  female and male (fold 1 starts with a female); every other speaker trains. Each group validates exactly one
+  fold, so different speakers validate in different folds. No randomness.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,8 +28,8 @@ import pandas as pd
 
 __all__ = ["PROTOCOLS", "Protocol", "Fold", "make_folds", "fold_table", "save_folds", "load_folds"]
 
-Protocol = Literal["speaker", "session", "dialog"]
-PROTOCOLS: tuple[str, ...] = ("speaker", "session", "dialog")
+Protocol = Literal["speaker", "session", "dialog", "speakers-k"]
+PROTOCOLS: tuple[str, ...] = ("speaker", "session", "dialog", "speakers-k")
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,76 @@ def _validation_speaker_for_speaker(table: pd.DataFrame, test_speaker: str, spea
     return speakers[(speakers.index(test_speaker) + 1) % len(speakers)]  # next speaker in sorted order
 
 
-def make_folds(table: pd.DataFrame, protocol: Protocol) -> list[Fold]:
-    """The folds of `protocol` over a corpus table, deterministic (sorted groups, no randomness)."""
+def _gender(value) -> str:
+    """'F', 'M' or '' (unknown) from a reader's gender value ('F', 'female', 'M', 'male', ...)."""
+    letter = str(value).strip()[:1].upper() if isinstance(value, str) else ""
+    return letter if letter in ("F", "M") else ""
+
+
+def _interleave(lists: list[list[str]]) -> list[str]:
+    """Round-robin over the lists: first of each, then second of each, ... (empty lists skipped)."""
+    out = []
+    for i in range(max((len(x) for x in lists), default=0)):
+        out.extend(x[i] for x in lists if i < len(x))
+    return out
+
+
+def _as_int(value, name: str) -> int:
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"protocol 'speakers-k' needs an integer {name}; got {name}={value!r}") from None
+
+
+def _speakers_k_folds(table: pd.DataFrame, speakers: list, k: int, n_validation: int) -> list[Fold]:
+    k, n_validation = _as_int(k, "k"), _as_int(n_validation, "n_validation")
+    n = len(speakers)
+    if k < 2:
+        raise ValueError(f"protocol 'speakers-k' needs k >= 2 groups; got k={k}: set k to 2 or more")
+    if k > n:
+        raise ValueError(f"protocol 'speakers-k' got k={k} but the corpus has only {n} speakers: lower k to at most "
+                         f"{n} (or use protocol 'speaker' for one fold per speaker)")
+    if n_validation < 1:
+        raise ValueError(f"protocol 'speakers-k' needs n_validation >= 1 validation speaker; got "
+                         f"n_validation={n_validation}: set n_validation to 1 or more")
+    smallest, largest = n // k, -(-n // k)
+    if n_validation > smallest:
+        raise ValueError(f"protocol 'speakers-k' takes n_validation={n_validation} validation speakers from the next "
+                         f"group, but with {n} speakers and k={k} the smallest group has {smallest}: lower "
+                         f"n_validation to at most {smallest} or lower k (larger groups)")
+    if n - largest - n_validation < 1:
+        raise ValueError(f"protocol 'speakers-k' leaves {n - largest - n_validation} training speakers: {n} speakers "
+                         f"- {largest} tested (k={k}) - {n_validation} validating (n_validation={n_validation}); "
+                         "lower n_validation or raise k (smaller test groups), or use a corpus with more speakers")
+    given = table.attrs.get("speaker_gender") or {}
+    gender = {s: _gender(given.get(s)) for s in speakers}
+    by_gender = {g: [s for s in speakers if gender[s] == g] for g in ("F", "M", "")}
+    order = by_gender["F"] + by_gender["M"] + by_gender[""]  # dealt round-robin: sizes and gender mix stay even
+    groups = [sorted(order[i::k]) for i in range(k)]
+    folds = []
+    for i, test in enumerate(groups):
+        pool = groups[(i + 1) % k]
+        first, second = ("F", "M") if i % 2 == 0 else ("M", "F")  # alternate which gender leads over the folds
+        ranked = _interleave([[s for s in pool if gender[s] == g] for g in (first, second, "")])
+        val = tuple(sorted(ranked[:n_validation]))
+        held = list(test) + list(val)
+        folds.append(Fold(f"speakers-k{k}-g{i + 1}", "speakers-k", tuple(test), val,
+                          _ids(table, ~table["speaker"].isin(held)), _ids(table, table["speaker"].isin(val)),
+                          _ids(table, table["speaker"].isin(test))))
+    return folds
+
+
+def make_folds(table: pd.DataFrame, protocol: Protocol, *, k: int = 5, n_validation: int = 2) -> list[Fold]:
+    """The folds of `protocol` over a corpus table, deterministic (sorted groups, no randomness).
+
+    `k` (groups, so folds) and `n_validation` (validation speakers per fold) apply to ``speakers-k`` only; the other
+    protocols ignore them.
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r}; choose one of {PROTOCOLS}")
     speakers = sorted(table["speaker"].unique())
+    if protocol == "speakers-k":
+        return _speakers_k_folds(table, speakers, k, n_validation)
     folds = []
     if protocol == "speaker":
         if len(speakers) < 3:
