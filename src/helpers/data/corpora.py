@@ -27,6 +27,7 @@ __all__ = [
     "CorpusError",
     "Problem",
     "ValidationReport",
+    "corpus_table",
     "read_iemocap",
     "read_manifest",
     "load_audio",
@@ -100,7 +101,7 @@ def read_iemocap(root: str | Path, *, label_map: Mapping[str, str] = IEMOCAP_LAB
                     dialog=f"{parts['session']}{parts['lead']}",
                     duration=float(match["end"]) - float(match["start"]),
                 ))
-    return _as_table(rows, source=str(root))
+    return corpus_table(rows, source=str(root))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -143,12 +144,14 @@ def read_manifest(manifest: str | Path, *, label_map: Mapping[str, str] | None =
         rows.append(dict(utterance=f"{manifest.stem}:{i}:{path.stem}", path=str(path), label=mapping[raw],
                          speaker=speaker, session=session, dialog=(rec.get("dialog") or "").strip() or session,
                          duration=np.nan))
-    table = _as_table(rows, source=str(manifest))
+    table = corpus_table(rows, source=str(manifest))
     table.attrs["dropped_labels"] = dropped
     return table
 
 
-def _as_table(rows: list[dict], *, source: str) -> pd.DataFrame:
+def corpus_table(rows: list[dict], *, source: str) -> pd.DataFrame:
+    """Rows (dicts with the `CORPUS_COLUMNS` keys) as a corpus table sorted by utterance id; `attrs["source"]` is
+    `source`. Every reader ends here, so an empty corpus or a repeated utterance id is refused the same way."""
     table = pd.DataFrame(rows, columns=list(CORPUS_COLUMNS))
     if table.empty:
         raise CorpusError(f"{source}: no utterance with a usable label was found")
