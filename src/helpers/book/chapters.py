@@ -145,13 +145,15 @@ def main_runs(profile: str, *, executor: str = "local", address: str | None = No
 
 
 def protocol_runs(profile: str, protocols=None, **overrides) -> list[RunResults]:
-    """LoRA and frozen runs under each protocol (None: the profile's `PROTOCOLS`), with the profile's fold limit.
+    """LoRA and frozen runs under each protocol (None: the profile's `PROTOCOLS` and the main runs' protocol, e.g.
+    `speakers-k`, which the comparison is read against), with the profile's fold limit.
 
     A comparison protocol this corpus cannot be split by (too few speakers or sessions, e.g. TESS's two speakers
     under `speaker`) is not run; `unsplittable_protocols` says which and why, and the chapter shows it."""
     overrides = _clean(overrides)
-    protocols = PROTOCOLS.get(profile, ("dialog", "speaker", "session")) if protocols is None else protocols
     main_protocol = make_config(profile, **overrides).protocol  # keeps all the folds of the main runs
+    if protocols is None:
+        protocols = tuple(dict.fromkeys((*PROTOCOLS.get(profile, ("dialog", "speaker", "session")), main_protocol)))
     impossible = unsplittable_protocols(profile, protocols, **overrides)
     out = []
     for protocol in protocols:
