@@ -129,3 +129,12 @@ def test_a_run_prepared_with_six_classes_records_them(tmp_path):
     info = pd.read_json(run.run_dir / "run.json", typ="series")
     assert list(info["classes"]) == list(SIX) and info["corpus"] == "demo"
     assert runs._run_classes(run.run_dir) == SIX
+
+
+def test_protocols_a_two_speaker_corpus_cannot_use_are_named_with_the_reason(tmp_path):
+    from helpers.book.chapters import unsplittable_protocols
+
+    csv = _manifest(tmp_path, {"A": ["x", "y"] * 2, "B": ["x", "y"] * 2})  # TESS-like: two speakers
+    why = unsplittable_protocols("smoke", ("dialog", "speaker", "speakers-k"), data=str(csv), classes="x,y",
+                                 protocol="dialog")
+    assert set(why) == {"speaker", "speakers-k"} and "needs at least 3 speakers" in why["speaker"]

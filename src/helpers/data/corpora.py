@@ -294,7 +294,7 @@ def left_out_table(table: pd.DataFrame) -> pd.DataFrame:
             for label, n in sorted((attrs.get("dropped_labels") or {}).items())]
     for key, what in (("malformed", "file name breaks the corpus's convention (left out)"),
                       ("duplicates", "repeated utterance id (the second copy left out)"),
-                      ("mismatched", "name disagrees with its folder (kept, the folder's label used)")):
+                      ("mismatched", "name disagrees with its folder (kept, as the detail says)")):
         found = attrs.get(key) or []
         if found:
             path, reason = found[0]
