@@ -112,3 +112,14 @@ def test_chance_lines_are_one_over_the_run_classes_and_every_class_has_a_colour(
     maps = {(8, 0): np.random.default_rng(0).normal(size=(12, 2))}
     fig = tsne_figure(maps, np.arange(12) % 6, six)
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(six)
+
+
+def test_every_chapter_with_run_settings_takes_the_class_and_fold_settings():
+    """So `make book CLASSES=... LABEL_MAP=... PROTOCOL=speakers-k` (`-p NAME VALUE`) reaches every chapter that
+    reads a run, and papermill parses each of them (a comment with an '=' would hide the parameter)."""
+    from helpers.book.build import CHAPTERS, chapter_parameters
+
+    wanted = {"data", "classes", "label_map", "protocol", "folds_k", "validation_speakers", "max_folds"}
+    for name in CHAPTERS:
+        if name != "reproducibility":
+            assert wanted <= chapter_parameters(name), (name, wanted - chapter_parameters(name))
