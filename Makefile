@@ -6,7 +6,13 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= demo
 DATA    ?=
 MODEL   ?=
-BOOK_ARGS := --profile $(PROFILE) $(if $(DATA),-p data $(DATA)) $(if $(MODEL),-p model $(MODEL))
+# other corpora and classes (README, "Other corpora"): e.g. DATA=ravdess:/data/ravdess PROTOCOL=speakers-k CLASSES=all
+CLASSES   ?=
+LABEL_MAP ?=
+PROTOCOL  ?=
+BOOK_ARGS := --profile $(PROFILE) $(if $(DATA),-p data $(DATA)) $(if $(MODEL),-p model $(MODEL)) \
+	$(if $(CLASSES),-p classes $(CLASSES)) $(if $(LABEL_MAP),-p label_map $(LABEL_MAP)) \
+	$(if $(PROTOCOL),-p protocol $(PROTOCOL))
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 

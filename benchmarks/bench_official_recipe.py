@@ -25,12 +25,11 @@ from helpers.book.reproducibility import write_benchmark
 from helpers.config import make_config
 from helpers.data.features import compute_features, whisper_feature_extractor
 from helpers.data.protocols import Fold, make_folds
-from helpers.labels import EMOTIONS
 from helpers.models.classifier import ModelSpec, build_classifier
 from helpers.training.device import pick_device
 from helpers.training.loop import train_fold
 from helpers.training.metrics import uar
-from helpers.training.runs import fit_max_seconds, load_corpus
+from helpers.training.runs import corpus_classes, fit_max_seconds, load_corpus
 
 
 class _Clips(torch.utils.data.Dataset):
@@ -69,10 +68,11 @@ def _ours(table, train, val, max_seconds, *, epochs, lr, batch, seed, workdir) -
     config = make_config("demo", epochs=epochs, lr=lr, batch_size=batch, seed=seed, max_seconds=max_seconds)
     fold = Fold(name=f"bench-seed{seed}", protocol="speaker", test_groups=(), validation_speakers=(),
                 train=tuple(train["utterance"]), validation=tuple(val["utterance"]), test=tuple(val["utterance"]))
-    spec = ModelSpec(labels=EMOTIONS, max_seconds=max_seconds, lora=config.lora)
+    classes = corpus_classes(table)
+    spec = ModelSpec(labels=classes, max_seconds=max_seconds, lora=config.lora)
     probe = build_classifier(ModelSpec(max_seconds=max_seconds, lora=None))
     inputs = compute_features(table, whisper_feature_extractor(probe.config, max_seconds))
-    labels = torch.tensor([EMOTIONS.index(x) for x in table["label"]])
+    labels = torch.tensor([classes.index(x) for x in table["label"]])
     index_of = {u: i for i, u in enumerate(table["utterance"])}
     fold_dir = Path(workdir) / fold.name
     fold_dir.mkdir()
@@ -101,8 +101,9 @@ def main() -> None:
     # report their last epoch), 48 clips instead of one speaker's 24 to make the UAR less noisy
     val = table[table["utterance"].isin(set(fold.validation) | set(fold.test))]
     max_seconds = config.max_seconds or fit_max_seconds(table["duration"])  # the demo profile's input length
-    val_y = torch.tensor([EMOTIONS.index(x) for x in val["label"]])
-    train_y = torch.tensor([EMOTIONS.index(x) for x in train["label"]])
+    classes = corpus_classes(table)
+    val_y = torch.tensor([classes.index(x) for x in val["label"]])
+    train_y = torch.tensor([classes.index(x) for x in train["label"]])
     probe = build_classifier(ModelSpec(max_seconds=30, lora=None))
     extractor = whisper_feature_extractor(probe.config, 30)
     official = []

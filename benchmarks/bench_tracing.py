@@ -41,21 +41,21 @@ def run_variant(variant: str, clips: int, rank: int) -> dict:
     from helpers.config import make_config
     from helpers.data.features import compute_features, whisper_feature_extractor
     from helpers.data.protocols import make_folds
-    from helpers.labels import EMOTIONS
     from helpers.models.classifier import ModelSpec, build_classifier
     from helpers.models.lora import LoraSettings, redraw_lora
-    from helpers.training.runs import load_corpus
+    from helpers.training.runs import corpus_classes, load_corpus
 
     config = make_config("demo")
     table = load_corpus(config)
     fold = make_folds(table, "speaker")[0]
     heldout = sorted(set(fold.validation) | set(fold.test))
-    subset = select_analysis_set(table, heldout, per_class=max(1, clips // len(EMOTIONS)))  # class-balanced
+    classes = corpus_classes(table)
+    subset = select_analysis_set(table, heldout, per_class=max(1, clips // len(classes)))  # class-balanced
     model = build_classifier(ModelSpec(max_seconds=config.max_seconds, lora=LoraSettings(rank=rank, alpha=2 * rank)),
                              seed=0)
     redraw_lora(model, init="official", seed=1)  # non-zero B, as a trained model, so gradients flow through A
     features = compute_features(subset, whisper_feature_extractor(model.config, config.max_seconds))
-    labels = torch.tensor([EMOTIONS.index(x) for x in subset["label"]])
+    labels = torch.tensor([classes.index(x) for x in subset["label"]])
     n_speech = speech_frames(subset["duration"], features.shape[-1] // 2)
     before = _peak_rss_mb()
     passes = {"shared": [(TRACE_PARTS, True)], "per-analysis": list(ANALYSES.values()), "per-need": DISTINCT}[variant]

@@ -21,10 +21,9 @@ import torch
 from helpers.book.reproducibility import write_benchmark
 from helpers.config import make_config
 from helpers.data.features import compute_features, whisper_feature_extractor
-from helpers.labels import EMOTIONS
 from helpers.models.classifier import ModelSpec, build_classifier, load_whisper_classifier
 from helpers.training.frozen import head_logits, pooled_encoder_outputs
-from helpers.training.runs import fit_max_seconds, load_corpus
+from helpers.training.runs import corpus_classes, fit_max_seconds, load_corpus
 
 
 def _head_epochs(model, hidden_for_epoch, labels, epochs: int, batch_size: int) -> float:
@@ -78,7 +77,7 @@ def main() -> None:
     table = corpus.iloc[: args.clips]
     fitted = config.max_seconds or fit_max_seconds(corpus["duration"])
     median = max(1, math.ceil(float(np.median(corpus["duration"]))))
-    labels = torch.tensor([EMOTIONS.index(label) for label in table["label"]])
+    labels = torch.tensor([corpus_classes(corpus).index(label) for label in table["label"]])
     kw = dict(batch_size=args.batch_size, steps=args.steps)
 
     settings = [("30 s inputs, sdpa (baseline)", 30, "sdpa", False),

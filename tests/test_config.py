@@ -59,3 +59,133 @@ def test_the_readme_settings_table_is_the_generated_one():
     assert block, "README.md lacks the <!-- settings-table --> block"
     assert block.group(1).strip() == settings_table().strip(), \
         "README settings table is stale: paste `python -m helpers settings` between the markers"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# classes, label_map and the speakers-k settings (issue 17): parsed the same from Python, the CLI and papermill
+
+
+SIX = ("anger", "happiness", "neutral", "sadness", "fear", "disgust")
+
+
+def test_classes_default_is_the_papers_four_and_parse_from_text_or_lists():
+    from helpers.labels import EMOTIONS
+
+    assert RunConfig().classes == EMOTIONS == ("anger", "happiness", "neutral", "sadness")
+    assert make_config("demo", classes="fear, anger,sadness").classes == ("fear", "anger", "sadness")  # order kept
+    assert make_config("demo", classes=["anger", "fear"]).classes == ("anger", "fear")
+    assert make_config("demo", classes="all").classes == ("all",) and make_config("demo", classes="all").every_class
+    assert not make_config("demo").every_class
+
+
+@pytest.mark.parametrize("value, words", [
+    ("", "names no class"), ("anger", "at least two classes"), ("anger,fear,anger", "repeats ['anger']"),
+    ("all,anger", "'all' stands alone"),
+])
+def test_bad_classes_name_the_setting_and_the_fix(value, words):
+    with pytest.raises(ValueError, match=r"RunConfig\.classes") as err:
+        make_config("demo", classes=value)
+    assert words in str(err.value)
+
+
+def test_label_map_parses_pairs_dicts_and_json_lists_to_one_form():
+    expected = (("neu", "neutral"), ("ang", "anger"))
+    iemocap = dict(data="iemocap:/data/IEMOCAP_full_release", classes="neutral,anger")
+    assert make_config("paper", label_map="neu=neutral, ang=anger", **iemocap).label_map == expected
+    assert make_config("paper", label_map={"neu": "neutral", "ang": "anger"}, **iemocap).label_map == expected
+    assert make_config("paper", label_map=[["neu", "neutral"], ["ang", "anger"]], **iemocap).label_map == expected
+    assert make_config("paper", label_map="", data="x.csv").label_map is None
+    assert RunConfig().label_map is None
+    # many raw labels onto one class, and classes=all takes the map's targets later
+    merged = make_config("paper", data="x.csv", classes="happiness,neutral", label_map="hap=happiness,exc=happiness,"
+                                                                                     "neu=neutral")
+    assert dict(merged.label_map) == {"hap": "happiness", "exc": "happiness", "neu": "neutral"}
+    assert make_config("paper", data="x.csv", classes="all", label_map="a=x,b=y").label_map == (("a", "x"),
+                                                                                             ("b", "y"))
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (dict(label_map="neu"), "item 'neu' is not raw=class"),
+    (dict(label_map="neu=neutral=x"), "is not raw=class"),
+    (dict(label_map="=neutral"), "has an empty side"),
+    (dict(label_map="neu=neutral,neu=anger"), "maps ['neu'] more than once"),
+    (dict(label_map="neu=neutral,ang=anger,hap=happiness,sad=sadness,fea=fear"),
+     "maps fea=fear, but classes=anger,happiness,neutral,sadness; add those classes to classes"),
+    (dict(label_map="neu=neutral,ang=anger"), "classes lists ['happiness', 'sadness'], but label_map maps no label"),
+    (dict(label_map=42), "give raw=class pairs"),
+])
+def test_bad_label_maps_name_the_setting_and_the_fix(overrides, words):
+    with pytest.raises(ValueError, match=r"RunConfig\.(label_map|classes)") as err:
+        make_config("paper", data="corpus.csv", **overrides)
+    assert words in str(err.value)
+
+
+def test_a_label_map_for_the_demo_corpus_is_refused_with_the_alternative():
+    with pytest.raises(ValueError, match="label_map applies to corpora read from disk.*set classes"):
+        make_config("demo", label_map="a=anger")
+
+
+@pytest.mark.parametrize("field, value", [("folds_k", 1), ("folds_k", "3"), ("folds_k", True),
+                                          ("validation_speakers", 0), ("validation_speakers", 1.5)])
+def test_speakers_k_settings_are_whole_numbers_in_range(field, value):
+    with pytest.raises(ValueError, match=f"RunConfig.{field}"):
+        make_config("demo", **{field: value})
+    assert (RunConfig().folds_k, RunConfig().validation_speakers) == (5, 2)
+
+
+def test_cli_parses_classes_label_map_and_k_and_refuses_bad_ones_by_name(monkeypatch):
+    from helpers import __main__ as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "_settings_ok", lambda profile, overrides: seen.update(overrides) or False)
+    assert cli.main(["train", "--profile", "smoke", "--classes", ",".join(SIX), "--label-map", "",
+                     "--protocol", "speakers-k", "--folds-k", "3", "--validation-speakers", "1"]) == 2
+    config = make_config("smoke", **seen)
+    assert config.classes == SIX and config.label_map is None
+    assert (config.protocol, config.folds_k, config.validation_speakers) == ("speakers-k", 3, 1)
+    result = subprocess.run([sys.executable, "-m", "helpers", "train", "--profile", "smoke", "--data", "c.csv",
+                             "--label-map", "neu=neutral,fea=fear"], capture_output=True, text=True)
+    assert result.returncode == 2 and "error: RunConfig.label_map maps fea=fear" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "helpers", "train", "--folds-k", "two"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and "--folds-k" in result.stderr
+
+
+def test_papermill_and_the_book_driver_pass_values_run_configs_read(monkeypatch):
+    """What `papermill -p NAME VALUE` and `python -m helpers.book -p NAME VALUE` hand a chapter becomes the same
+    RunConfig as the Python values."""
+    import json
+
+    import papermill.cli
+    from click.testing import CliRunner
+
+    seen = {}
+    monkeypatch.setattr(papermill.cli, "execute_notebook", lambda **kwargs: seen.update(kwargs))
+    words = ["in.ipynb", "out.ipynb", "-p", "classes", ",".join(SIX), "-p", "label_map", "neu=neutral,ang=anger",
+             "-p", "folds_k", "3", "-p", "validation_speakers", "1", "-p", "data", "iemocap:/data/iemocap"]
+    assert CliRunner().invoke(papermill.cli.papermill, words).exit_code == 0
+    passed = seen["parameters"]
+    assert passed["folds_k"] == 3 and passed["classes"] == ",".join(SIX)
+    with pytest.raises(ValueError, match="maps no label"):
+        make_config("demo", **passed)  # happiness, sadness, fear, disgust are reached by no raw label
+    passed["label_map"] = "neu=neutral,ang=anger,hap=happiness,sad=sadness,fea=fear,dis=disgust"
+    config = make_config("demo", **passed)
+    assert config.classes == SIX and config.label_map[-1] == ("dis", "disgust") and config.folds_k == 3
+
+    def book_reads(text):  # helpers.book's -p: JSON where it parses, else the text
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+
+    assert make_config("demo", classes=book_reads("all"), folds_k=book_reads("4")).folds_k == 4
+    assert make_config("demo", classes=book_reads("anger,fear")).classes == ("anger", "fear")
+
+
+def test_run_config_json_round_trip_keeps_classes_and_label_map():
+    import json
+
+    config = make_config("paper", data="c.csv", classes="neutral,anger", label_map="neu=neutral,ang=anger")
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(config.to_json()).items()}
+    assert RunConfig(**data) == config  # how RunResults.read rebuilds it

@@ -1,6 +1,7 @@
 """Command line: `python -m helpers <command> ...`.
 
-  corpus   read a corpus (the demo corpus, an IEMOCAP release or a CSV manifest), validate it, print its counts
+  corpus   read a corpus (demo, name:/path for RAVDESS, CREMA-D, TESS, EmoDB, IEMOCAP or a manifest, a .csv or a
+           corpus folder), validate it, print its classes, what was left out, its counts and folds
   train    cross-validated training and evaluation (`python -m helpers train --profile demo --mode lora`)
   sweep    the folds of a grid of runs (models x modes x protocols x ranks) as tasks, here or on a Ray cluster
   settings every run setting with its default, each profile's value and its meaning (the README's table)
@@ -16,23 +17,38 @@ from .io import parse_list
 
 
 def _corpus(args: argparse.Namespace) -> int:
-    from .data.corpora import class_speaker_counts, read_iemocap, read_manifest, validate_corpus
-    from .data.demo_corpus import DemoCorpusSettings, load_demo_corpus
-    from .data.protocols import fold_table, make_folds
+    from .config import make_config
+    from .data.corpora import CorpusError, class_speaker_counts, left_out_table
+    from .data.protocols import fold_tables
+    from .training.runs import corpus_classes, load_corpus
 
-    if args.iemocap:
-        table = read_iemocap(args.iemocap)
-    elif args.manifest:
-        table = read_manifest(args.manifest, label_map=json.loads(args.label_map) if args.label_map else None)
-        if table.attrs.get("dropped_labels"):
-            print(f"dropped (label not mapped): {table.attrs['dropped_labels']}")
-    else:
-        table = load_demo_corpus(DemoCorpusSettings(seed=args.seed))
+    data = (f"iemocap:{args.iemocap}" if args.iemocap else f"manifest:{args.manifest}" if args.manifest
+            else args.data)
+    label_map = args.label_map
+    if label_map and label_map.lstrip().startswith("{"):  # the JSON form this command took before raw=class pairs
+        label_map = json.loads(label_map)
+    try:
+        config = make_config("demo", data=data, classes=args.classes, label_map=label_map, protocol=args.protocol,
+                             folds_k=args.folds_k, validation_speakers=args.validation_speakers,
+                             on_bad=args.on_bad, demo_seed=args.seed)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        table = load_corpus(config)
+    except CorpusError as err:  # the message names what is wrong and the fix; a traceback adds nothing
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if config.data == "demo":
         print("demo corpus: synthetic espeak-ng voices; its numbers say nothing about human emotion")
-    table, report = validate_corpus(table, on_bad=args.on_bad)
-    print(report.summary())
+    print(f"corpus: {table.attrs.get('corpus')} ({table.attrs.get('source')})")
+    print(f"classes (model output order): {', '.join(corpus_classes(table))}")
+    print(f"label map: {table.attrs.get('label_map')}")
+    left = left_out_table(table)
+    print("left out: nothing" if left.empty else "left out or flagged:\n" + left.to_string(index=False))
     print(class_speaker_counts(table).to_string())
-    print(fold_table(make_folds(table, args.protocol), table).to_string(index=False))
+    print(fold_tables(table, (config.protocol,), k=config.folds_k, n_validation=config.validation_speakers)
+          .to_string(index=False))
     return 0
 
 
@@ -40,10 +56,18 @@ def _train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
     from .config import RunConfig
-    from .training.runs import run_cross_validation
 
     overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig) if f.name != "profile"}
-    results = run_cross_validation(args.profile, cache_dir=args.cache_dir, **overrides)
+    if not _settings_ok(args.profile, overrides):  # before the heavy imports: a typo fails at once
+        return 2
+    from .data.corpora import CorpusError
+    from .training.runs import run_cross_validation
+
+    try:
+        results = run_cross_validation(args.profile, cache_dir=args.cache_dir, **overrides)
+    except CorpusError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"results: {results.run_dir}")
     print(results.summary.to_string(index=False))
     return 0
@@ -58,6 +82,8 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = ("model", "mode", "protocol", "rank")
     overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig)
                  if f.name not in ("profile", *grid) and getattr(args, f.name) is not None}
+    if not _settings_ok(args.profile, overrides):
+        return 2
     spec = SweepSpec(profile=args.profile, models=args.models or (), modes=args.modes,
                      protocols=args.protocols or (), ranks=args.ranks or (), overrides=overrides)
     report = run_sweep(spec, executor=args.executor, address=args.address, retries=args.retries,
@@ -73,6 +99,18 @@ def _sweep(args: argparse.Namespace) -> int:
             print(f"  {row.name} after {row.attempts} attempts: {row.error}\n    log: {row.log}", file=sys.stderr)
         return 1
     return 0
+
+
+def _settings_ok(profile: str, overrides: dict) -> bool:
+    """Whether the settings make a valid RunConfig; if not, the reason (naming the setting and the fix) is printed."""
+    from .config import make_config
+
+    try:
+        make_config(profile, **overrides)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return False
+    return True
 
 
 def _boolean(text: str) -> bool:
@@ -121,20 +159,29 @@ def _settings(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     import logging
 
+    from .config import setting_help
     from .data.protocols import PROTOCOLS
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # one line per finished fold
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    corpus = commands.add_parser("corpus", help="validate a corpus and print counts per class, speaker and fold")
+    corpus = commands.add_parser("corpus", help="read and validate a corpus, print its classes, what was left out, "
+                                                "counts per class and speaker, and the folds")
     source = corpus.add_mutually_exclusive_group()
-    source.add_argument("--iemocap", metavar="DIR", help="the IEMOCAP_full_release folder")
-    source.add_argument("--manifest", metavar="CSV", help="a CSV with path,label,speaker[,session,dialog]")
-    corpus.add_argument("--label-map", help='JSON mapping raw labels to classes, e.g. \'{"ANG": "anger"}\'')
+    source.add_argument("--data", default="demo", help=setting_help("data") + " (default: demo)")
+    source.add_argument("--iemocap", metavar="DIR",
+                        help="the IEMOCAP_full_release folder (same as --data iemocap:DIR)")
+    source.add_argument("--manifest", metavar="CSV",
+                        help="a CSV with path,label,speaker[,session,dialog] (same as --data manifest:CSV)")
+    corpus.add_argument("--classes", default=None, help=setting_help("classes") + " (default: the paper's four)")
+    corpus.add_argument("--label-map", default=None, help=setting_help("label_map"))
     corpus.add_argument("--seed", type=int, default=0, help="demo corpus seed (default 0)")
     corpus.add_argument("--on-bad", choices=("error", "skip"), default="error")
     corpus.add_argument("--protocol", choices=PROTOCOLS, default="speaker")
+    corpus.add_argument("--folds-k", type=int, default=None, help=setting_help("folds_k") + " (default 5)")
+    corpus.add_argument("--validation-speakers", type=int, default=None,
+                        help=setting_help("validation_speakers") + " (default 2)")
     train = commands.add_parser("train", help="train and evaluate every fold of a profile (resumable)")
     _add_config_flags(train)
     sweep = commands.add_parser("sweep",

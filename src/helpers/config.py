@@ -14,13 +14,79 @@ from typing import Any, Literal
 
 from .data.protocols import PROTOCOLS
 from .io import parse_list
+from .labels import EMOTIONS
 from .models.classifier import ATTENTION_KERNELS
 from .models.lora import ATTENTION_PROJECTIONS, LoraSettings
 
-__all__ = ["RunConfig", "PROFILES", "make_config", "setting_help", "settings_table"]
+__all__ = ["RunConfig", "PROFILES", "CLASSES_ALL", "make_config", "setting_help", "settings_table", "parse_classes",
+           "parse_label_map"]
 
 Mode = Literal["lora", "frozen"]
 _LORA = LoraSettings()  # the one place LoRA defaults are written
+CLASSES_ALL = ("all",)  # RunConfig.classes meaning "every class the corpus has" (resolved when the corpus is read)
+_CLASSES_EXAMPLE = "anger,happiness,neutral,sadness,fear"
+_LABEL_MAP_EXAMPLE = "neu=neutral,ang=anger"
+
+
+def parse_classes(value: Any) -> tuple[str, ...]:
+    """`"anger,sadness"`, `["anger", "sadness"]` or `"all"` -> a tuple of class names (`("all",)` for all).
+
+    Refused with a message naming the setting and the fix: no class, fewer than two, a repeated name, "all" mixed
+    with names.
+    """
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return CLASSES_ALL
+    names = parse_list(value, str, name="classes")
+    if not names:
+        raise ValueError(f"RunConfig.classes={value!r} names no class; give comma-separated class names such as "
+                         f"{_CLASSES_EXAMPLE}, or 'all' for every class of the corpus")
+    if "all" in names:
+        raise ValueError(f"RunConfig.classes={value!r}: 'all' stands alone (every class of the corpus); give it "
+                         "alone or list the classes")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"RunConfig.classes={value!r} repeats {repeated}; list each class once")
+    if len(names) < 2:
+        raise ValueError(f"RunConfig.classes={value!r}: a classifier needs at least two classes; add more, e.g. "
+                         f"{_CLASSES_EXAMPLE}")
+    return names
+
+
+def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """`"neu=neutral,ang=anger"`, a dict or a list of (raw, class) pairs -> ((raw, class), ...) in the given order;
+    None or "" -> None (the corpus reader's default map). Refused with a message naming the item and the fix."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "none")):
+        return None
+    if isinstance(value, str):
+        pairs = []
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            raw, sep, target = item.partition("=")
+            if not sep or "=" in target:
+                raise ValueError(f"RunConfig.label_map item {item.strip()!r} is not raw=class; write the map as "
+                                 f"comma-separated raw=class pairs, e.g. {_LABEL_MAP_EXAMPLE}")
+            pairs.append((raw, target))
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+        pairs = [tuple(p) for p in value]
+    else:
+        raise ValueError(f"RunConfig.label_map={value!r}: give raw=class pairs such as {_LABEL_MAP_EXAMPLE}, a dict "
+                         "or None (the reader's default map)")
+    pairs = [(str(raw).strip(), str(target).strip()) for raw, target in pairs]
+    for raw, target in pairs:
+        if not raw or not target:
+            raise ValueError(f"RunConfig.label_map item {raw}={target} has an empty side; write each pair as "
+                             f"raw=class, e.g. {_LABEL_MAP_EXAMPLE}")
+    raws = [raw for raw, _ in pairs]
+    repeated = sorted({r for r in raws if raws.count(r) > 1})
+    if repeated:
+        raise ValueError(f"RunConfig.label_map maps {repeated} more than once; map each raw label to one class")
+    if not pairs:
+        raise ValueError(f"RunConfig.label_map={value!r} holds no pair; give raw=class pairs such as "
+                         f"{_LABEL_MAP_EXAMPLE}, or leave it unset for the reader's default map")
+    return tuple(pairs)
 
 
 def _setting(default: Any, help: str, *, choices: tuple | None = None) -> Any:
@@ -34,10 +100,20 @@ class RunConfig:
     profile: str = _setting("demo", "the profile these settings start from", choices=("smoke", "demo", "paper"))
     model: str = _setting("tiny.en", "Whisper: tiny.en (offline), a Hugging Face id such as openai/whisper-large-v2, "
                                      "or a local Hugging Face folder")
-    data: str = _setting("demo", "corpus: demo (synthetic, made on the spot), an IEMOCAP_full_release folder, or a "
-                                 "CSV manifest with path,label,speaker[,session,dialog]")
+    data: str = _setting("demo", "corpus: demo (synthetic, made on the spot); name:/path with name ravdess, cremad, "
+                                 "tess, emodb, iemocap or manifest; a .csv manifest with path,label,speaker"
+                                 "[,session,dialog]; or a corpus folder recognised by its layout")
+    classes: tuple[str, ...] = _setting(EMOTIONS, "classes in the model's output order, comma-separated; 'all': "
+                                        "every class the corpus has (the reader's list; the demo: its six)")
+    label_map: tuple[tuple[str, str], ...] | None = _setting(
+        None, "raw label -> class as comma-separated raw=class pairs (IEMOCAP codes such as neu=neutral, a "
+              "manifest's labels, the English class names of RAVDESS, CREMA-D, TESS and EmoDB such as calm=neutral); "
+              "None: the reader's default map; unmapped labels are dropped and counted")
     protocol: str = _setting("speaker", "folds: speaker (leave one speaker out), session (leave one session out), "
-                                        "dialog (the official code's leaky folds)", choices=PROTOCOLS)
+                                        "dialog (the official code's leaky folds), speakers-k (k speaker groups, "
+                                        "for corpora without sessions)", choices=PROTOCOLS)
+    folds_k: int = _setting(5, "protocol speakers-k: number of speaker groups, one test fold each")
+    validation_speakers: int = _setting(2, "protocol speakers-k: validation speakers per fold, from the next group")
     mode: Mode = _setting("lora", "lora: LoRA + projector + classifier; frozen: projector + classifier on cached "
                                   "frozen-encoder outputs", choices=("lora", "frozen"))
     max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits the longest clip")
@@ -71,6 +147,9 @@ class RunConfig:
     allow_download: bool = _setting(False, "let a Hugging Face id be downloaded if it is not in the local cache")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", parse_classes(self.classes))
+        object.__setattr__(self, "label_map", parse_label_map(self.label_map))
+        self._check_label_map()
         targets = self.target_modules
         targets = ATTENTION_PROJECTIONS if targets == "attention" else parse_list(targets, name="target_modules")
         object.__setattr__(self, "target_modules", tuple(targets))
@@ -84,6 +163,10 @@ class RunConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RunConfig.{name}={getattr(self, name)} must be at least 1")
+        for name, low, meaning in (("folds_k", 2, "speaker groups"), ("validation_speakers", 1, "speakers")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"RunConfig.{name}={value!r}: give a whole number of {meaning}, at least {low}")
         if not self.max_grad_norm >= 0:
             raise ValueError(f"RunConfig.max_grad_norm={self.max_grad_norm} must be 0 (off) or positive")
         if not self.lr > 0:
@@ -91,6 +174,31 @@ class RunConfig:
         for name in ("compile", "tf32", "allow_download"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"RunConfig.{name}={getattr(self, name)!r} must be True or False")
+
+    def _check_label_map(self) -> None:
+        """A label_map must fit the classes: every target among them, every class reached by some raw label."""
+        if self.label_map is None:
+            return
+        if self.data == "demo":
+            raise ValueError("RunConfig.label_map applies to corpora read from disk; the demo corpus synthesises "
+                             "the classes in `classes` directly: drop label_map, or set classes (e.g. "
+                             f"classes={_CLASSES_EXAMPLE})")
+        if self.classes == CLASSES_ALL:
+            return
+        targets = [target for _, target in self.label_map]
+        outside = [f"{raw}={target}" for raw, target in self.label_map if target not in self.classes]
+        if outside:
+            raise ValueError(f"RunConfig.label_map maps {', '.join(outside)}, but classes={','.join(self.classes)}; "
+                             "add those classes to classes (or classes=all), or map those labels to one of them")
+        unreached = [c for c in self.classes if c not in targets]
+        if unreached:
+            raise ValueError(f"RunConfig.classes lists {unreached}, but label_map maps no label to them; map labels "
+                             f"to them (e.g. raw={unreached[0]}) or leave them out of classes")
+
+    @property
+    def every_class(self) -> bool:
+        """True when `classes` is "all": the run's classes are the corpus's, known once it is read."""
+        return self.classes == CLASSES_ALL
 
     @property
     def lora(self) -> LoraSettings:
@@ -149,4 +257,6 @@ def settings_table() -> str:
 
 
 def _cell(value: Any) -> str:
-    return f"`{','.join(value)}`" if isinstance(value, tuple) else f"`{value}`"
+    if isinstance(value, tuple):
+        return f"`{','.join(v if isinstance(v, str) else '='.join(v) for v in value)}`"
+    return f"`{value}`"

@@ -1,4 +1,9 @@
-"""Class names and the audio rate every part of the pipeline shares (no other module owns them)."""
+"""The paper's class names (the default class list) and the audio rate every part of the pipeline shares.
+
+A run's own classes come from its settings or its corpus (`RunConfig.classes`, resolved by
+`helpers.training.runs.load_corpus` and recorded in the run's `run.json`); `EMOTIONS` is the default and what the
+paper's per-class claims name.
+"""
 
 from __future__ import annotations
 

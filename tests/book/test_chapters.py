@@ -26,7 +26,7 @@ def test_explore_static_draws_every_combination_and_interactive_builds_widgets(m
 
     def plot(metric="uar", ylim="unit"):
         calls.append((metric, ylim))
-        return protocol_figure(table, metric=metric)
+        return protocol_figure(table, metric=metric, n_classes=4)
 
     outputs = []
     monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: outputs.append((obj, raw)))
@@ -83,3 +83,43 @@ def test_claim_rows_have_ids_and_each_claim_links_to_its_scorecard_row():
     assert {href.split("#")[1] for href, _ in links} <= ids  # every link lands on a row of a scorecard like this
     assert "<a " not in chapters.claims_html(claims, scorecard_page=None)
     assert chapters.claim_anchor("a b/c", "speech") == "claim-a-b-c-speech"
+
+
+def test_chance_lines_are_one_over_the_run_classes_and_every_class_has_a_colour():
+    import numpy as np
+    import pandas as pd
+
+    from helpers.book.plots import class_colors, metric_bars_figure, separability_figure, tsne_figure
+
+    table = pd.DataFrame(dict(mode=["lora", "frozen"], protocol=["speaker"] * 2, uar_mean=[0.6, 0.4],
+                              uar_std=[0.1, 0.1], war_mean=[0.5, 0.3], war_std=[0.1, 0.1]))
+
+    def lines_at(fig):
+        return sorted({round(float(np.asarray(line.get_ydata())[0]), 4) for ax in fig.axes for line in ax.lines
+                       if len(set(np.asarray(line.get_ydata()).tolist())) == 1})
+
+    assert 0.1667 in lines_at(protocol_figure(table, n_classes=6)) and 0.25 not in lines_at(
+        protocol_figure(table, n_classes=6))
+    assert 0.5 in lines_at(metric_bars_figure(table, n_classes=2))
+    sep = pd.DataFrame(dict(rank=[8, 8], state=[0, 1], silhouette_all=[0.1, 0.2], knn_uar=[0.3, 0.4]))
+    assert 0.1667 in lines_at(separability_figure(sep, n_classes=6))
+    with pytest.raises(ValueError, match="n_classes=1"):
+        metric_bars_figure(table, n_classes=1)
+    six = ("anger", "happiness", "neutral", "sadness", "fear", "disgust")
+    colors = class_colors(six)
+    assert colors["anger"] == "tab:red" and colors["sadness"] == "tab:blue" and len(set(colors.values())) == 6
+    assert class_colors(("fear", "anger")) == {"fear": colors["fear"], "anger": "tab:red"}
+    maps = {(8, 0): np.random.default_rng(0).normal(size=(12, 2))}
+    fig = tsne_figure(maps, np.arange(12) % 6, six)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == list(six)
+
+
+def test_every_chapter_with_run_settings_takes_the_class_and_fold_settings():
+    """So `make book CLASSES=... LABEL_MAP=... PROTOCOL=speakers-k` (`-p NAME VALUE`) reaches every chapter that
+    reads a run, and papermill parses each of them (a comment with an '=' would hide the parameter)."""
+    from helpers.book.build import CHAPTERS, chapter_parameters
+
+    wanted = {"data", "classes", "label_map", "protocol", "folds_k", "validation_speakers", "max_folds"}
+    for name in CHAPTERS:
+        if name != "reproducibility":
+            assert wanted <= chapter_parameters(name), (name, wanted - chapter_parameters(name))

@@ -158,3 +158,14 @@ def test_degenerate_svd_baseline_is_not_testable_and_missing_evidence_is_reporte
 def test_an_unknown_section_is_refused():
     with pytest.raises(ValueError, match="section"):
         section_claims("9.9", pd.DataFrame())
+
+
+def test_the_papers_class_order_is_not_testable_where_the_run_lacks_its_classes():
+    """A per-class claim of the paper applies only where the run has the paper's class names."""
+    others = ranks(gains={"anger": UP, "neutral": UP, "fear": UP, "disgust": UP})
+    row = section_claims("3.4", others).set_index("id").loc["rank_sensitivity_order"]
+    assert row["verdict"] == UNTESTABLE
+    assert "lack sadness, happiness" in row["measured"] and "anger, neutral, fear, disgust" in row["criterion"]
+    six = ranks(gains={"neutral": (0.0, -0.05, 0.05), "sadness": (0.2, 0.15, 0.25), "anger": (0.4, 0.35, 0.45),
+                       "happiness": (0.6, 0.55, 0.65), "fear": DOWN, "disgust": UP})
+    assert section_claims("3.4", six).set_index("id").loc["rank_sensitivity_order", "verdict"] == HOLDS

@@ -37,3 +37,35 @@ def test_unvoiced_clips_are_counted():
     table.loc[0, "f0_median_hz"] = np.nan
     text = data_summary(table, np.array([0.9]), features=FEATURES, fold_names=["f1"], n_classes=4)
     assert "1 clip(s) had no voiced frame" in text
+
+
+def _corpus(labels, **attrs):
+    table = pd.DataFrame(dict(label=labels, speaker=[f"s{i % 3}" for i in range(len(labels))]))
+    table.attrs.update(attrs)
+    return table
+
+
+def test_corpus_summary_of_the_demo_says_nothing_was_left_out():
+    from helpers.book.summaries import corpus_summary
+
+    six = ["anger", "happiness", "neutral", "sadness", "fear", "disgust"]
+    table = _corpus(six * 2, corpus="demo", source="demo corpus", classes=six, label_map={c: c for c in six},
+                    dropped_labels={}, validation=dict(checked=12, skipped=0))
+    text = corpus_summary(table)
+    assert "12 clips from 3 speakers in 6 classes" in text and "fear (2 clips), disgust (2 clips)" in text
+    assert "Chance UAR is 1/6 = 0.167" in text
+    assert "None needed" in text and "Left out.** Nothing" in text and "all 12 passed validation" in text
+
+
+def test_corpus_summary_lists_the_map_and_everything_dropped():
+    from helpers.book.summaries import corpus_summary
+
+    table = _corpus(["happiness", "neutral"] * 3, corpus="iemocap", source="/data/IEMOCAP", classes=["neutral",
+                    "happiness"], label_map={"neu": "neutral", "hap": "happiness", "exc": "happiness"},
+                    dropped_labels={"fru": 7, "xxx": 2}, malformed=[("/d/x.wav", "bad name")],
+                    validation=dict(checked=6, skipped=0))
+    text = corpus_summary(table)
+    assert "in 2 classes, the model's outputs in this order: neutral (3 clips), happiness (3 clips)" in text
+    assert "neu → neutral; hap, exc → happiness" in text
+    assert "10 item(s) in all" in text and "7 label 'fru' not mapped to a class (dropped)" in text
+    assert "1 file name breaks the corpus's convention (left out)" in text

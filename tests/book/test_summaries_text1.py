@@ -51,7 +51,7 @@ def _protocols(lora_dialog: float, frozen_dialog: float) -> pd.DataFrame:
 def test_finetuning_summary_reports_table1_and_a_holding_verdict():
     evidence = _performance(0.861, 0.633, 0.04)
     text = summaries.finetuning_summary(_results(0.871, 0.642), evidence, section_claims("3.1", evidence),
-                                        _protocols(0.917, 0.708), config=make_config("demo"))
+                                        _protocols(0.917, 0.708), n_classes=4, config=make_config("demo"))
     for number in ("0.871 ± 0.050", "0.642 ± 0.050", "0.881", "0.622", "0.250", "0.229 UAR above",
                    "0.861 [0.811, 0.911]", "+0.228 [+0.188, +0.268]", "0.670", "0.485"):
         assert number in text, number
@@ -66,7 +66,7 @@ def test_finetuning_summary_says_when_the_frozen_encoder_wins_and_why():
     evidence, config = _performance(0.50, 0.60, 0.03), make_config("demo")
     last = config.epochs  # three of four folds chose the last epoch
     text = summaries.finetuning_summary(_results(0.50, 0.60, std=0.2, chosen=f"{last},{last},{last},{last - 1}"),
-                                        evidence, section_claims("3.1", evidence), config=config)
+                                        evidence, section_claims("3.1", evidence), n_classes=4, config=config)
     assert f"Verdict: {_link('does not hold', 'lora_beats_frozen')}" in text
     assert "LoRA does no better than the frozen encoder on these folds" in text
     assert "The frozen encoder is better." in text
@@ -80,16 +80,23 @@ def test_finetuning_summary_says_when_the_frozen_encoder_wins_and_why():
 def test_finetuning_summary_inconclusive_and_no_reason_from_settings_it_was_not_given():
     evidence = _performance(0.60, 0.58, 0.05)
     text = summaries.finetuning_summary(_results(0.60, 0.58, std=0.01), evidence, section_claims("3.1", evidence),
-                                        _protocols(0.55, 0.50))
+                                        _protocols(0.55, 0.50), n_classes=4)
     assert f"Verdict: {_link('inconclusive', 'lora_beats_frozen')}" in text
     assert "cannot tell the two modes apart" in text
     assert "Why this may differ" not in text  # small spread, no config: no reason to offer
     assert "here they do not for every mode" in text
 
 
+def test_finetuning_summary_chance_is_one_over_the_run_classes():
+    evidence, config = _performance(0.50, 0.60, 0.03), make_config("demo", classes="all")
+    text = summaries.finetuning_summary(_results(0.50, 0.60, std=0.2), evidence, section_claims("3.1", evidence),
+                                        n_classes=6, config=config)
+    assert "Chance is 0.167." in text and "chance 0.167" in text and "0.250" not in text
+
+
 def test_finetuning_summary_without_any_pair_is_not_testable():
     empty = pd.DataFrame(columns=["quantity", "value", "low", "high"])
-    text = summaries.finetuning_summary(_results(0.6, 0.5), empty, section_claims("3.1", empty))
+    text = summaries.finetuning_summary(_results(0.6, 0.5), empty, section_claims("3.1", empty), n_classes=4)
     assert f"Verdict: {_link('not testable', 'lora_beats_frozen')}" in text
     assert "nothing to compare" in text
 
@@ -260,7 +267,7 @@ def test_finetuning_summary_a_zero_gain_is_no_better_not_worse():
                                  size="tiny", n_units=2)])
     claims = section_claims("3.1", evidence)
     text = summaries.finetuning_summary(_results(0.3125, 0.3125, chosen="1,1"), evidence, claims,
-                                        config=make_config("smoke"))
+                                        n_classes=4, config=make_config("smoke"))
     assert f"Verdict: {_link('does not hold', 'lora_beats_frozen')}" in text
     assert "LoRA does no better than the frozen encoder" in text and "The frozen encoder is better" not in text
     assert "level with the frozen encoder" in text

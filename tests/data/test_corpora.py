@@ -77,6 +77,7 @@ def test_iemocap_fields(tmp_path):
     assert table.set_index("utterance").loc["Ses02M_script01_1_F001", "dialog"] == "Ses02M"
     assert set(table["speaker"]) == {"Ses01F", "Ses01M", "Ses02F", "Ses02M"}
     assert "Ses01F_impro01_M001" not in set(table["utterance"])  # frustration
+    assert table.attrs["dropped_labels"] == {"fru": 4, "xxx": 4}  # counted per code, one of each per dialog
     counts = class_speaker_counts(table)
     assert counts.loc["total", "total"] == 20 and counts.loc["Ses01M", "anger"] == 2
 

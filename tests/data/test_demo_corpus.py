@@ -72,3 +72,41 @@ def test_default_demo_plan_is_separable_by_design_but_not_constant():
 def test_demo_settings_are_validated():
     with pytest.raises(ValueError, match="n_speakers"):
         DemoCorpusSettings(n_speakers=3)
+
+
+def test_the_papers_four_emotions_keep_the_corpus_key_cached_runs_were_made_with():
+    """Known answers: the keys of the default and the small corpus before other emotions could be asked for."""
+    assert DemoCorpusSettings().fingerprint() == "243ae02fdd4b"
+    assert SMALL.fingerprint() == "7eb44683adec"
+    assert DemoCorpusSettings(emotions=("sadness", "neutral", "happiness", "anger")).fingerprint() == "243ae02fdd4b"
+    assert DemoCorpusSettings(emotions=SIX).fingerprint() not in ("243ae02fdd4b", SMALL.fingerprint())
+
+
+SIX = ("anger", "happiness", "neutral", "sadness", "fear", "disgust")
+
+
+def test_six_emotion_plan_is_separable_by_design_and_the_first_four_unchanged():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    plan = demo_corpus_plan(DemoCorpusSettings(emotions=("disgust", *SIX[:5])))  # any order: the demo's order
+    assert list(dict.fromkeys(plan["label"])) == list(SIX)
+    assert (plan.groupby(["speaker", "label"]).size() == 6).all()
+    four = demo_corpus_plan()
+    assert set(four["label"]) == set(EMOTIONS)
+    settings = ["pitch", "pitch_range", "rate", "volume"]
+    predicted = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                                  plan[settings].to_numpy(float), plan["label"], groups=plan["speaker"],
+                                  cv=LeaveOneGroupOut())
+    recall = pd.crosstab(plan["label"], predicted, normalize="index")
+    assert np.mean([recall.loc[c, c] for c in recall.index]) >= 0.95
+
+
+def test_demo_emotions_without_prosody_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"cannot synthesise \['joy'\].*anger, happiness, neutral, sadness, fear, "
+                                         "disgust"):
+        DemoCorpusSettings(emotions=("anger", "joy"))
+    with pytest.raises(ValueError, match="at least two"):
+        DemoCorpusSettings(emotions=("anger",))

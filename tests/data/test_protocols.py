@@ -183,3 +183,15 @@ def test_speakers_k_fold_table_shows_no_test_speaker_in_train(k):
     report = fold_table(folds, table)
     assert len(report) == k and (report["test_speakers_in_train"] == 0).all()
     assert report["n_test"].sum() == len(table)
+
+
+def test_fold_tables_say_why_a_protocol_cannot_split_a_corpus():
+    from helpers.data.protocols import fold_tables
+
+    two = speakers_table(2)  # two speakers: too few for leave-one-speaker-out with a validation speaker
+    table = fold_tables(two, ("dialog", "speaker", "speakers-k"), k=2, n_validation=1)
+    assert list(dict.fromkeys(table["protocol"])) == ["dialog", "speaker", "speakers-k"]
+    impossible = table[table["fold"] == "(no folds)"]
+    assert list(impossible["protocol"]) == ["speaker", "speakers-k"]
+    assert "needs at least 3 speakers" in impossible["test"].iloc[0]
+    assert (table.loc[table["protocol"] == "dialog", "fold"] != "(no folds)").sum() == 2

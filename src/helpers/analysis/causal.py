@@ -30,7 +30,6 @@ import torch
 from ..data.features import compute_features, whisper_feature_extractor
 from ..data.protocols import load_folds
 from ..io import file_sha256, fingerprint
-from ..labels import EMOTIONS
 from ..models.classifier import load_classifier
 from ..models.lora import redraw_lora
 from ..progress import progress
@@ -129,9 +128,9 @@ def _split_table(run: RunResults, fold, split: str, per_class: int = 0, seed: in
     return table[table["utterance"].isin(set(ids[split]))].sort_values(["label", "utterance"]).reset_index(drop=True)
 
 
-def _pooled(model, features, table, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def _pooled(model, features, table, batch_size: int, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(pooled states after the final LayerNorm over all frames (N, L+1, d), the model's logits (N, C))."""
-    labels = torch.tensor([EMOTIONS.index(x) for x in table["label"]])
+    labels = torch.tensor([classes.index(x) for x in table["label"]])
     n_speech = speech_frames(table["duration"], features.shape[-1] // 2)
     trace = trace_model(model, features, labels, n_speech, batch_size=batch_size, with_gradients=False,
                         parts=("pooled",))
@@ -154,6 +153,7 @@ def fold_interventions(lora_run: RunResults, frozen_run: RunResults, *, fold_ind
                                    allow_download=lora_run.config.allow_download)
     redraw_lora(untrained, init="official", seed=settings.seed + fold_index)
     extractor = whisper_feature_extractor(lora.config, spec.max_seconds)
+    classes = lora_run.classes
     test = _split_table(lora_run, fold, settings.split)
     train = _split_table(lora_run, fold, "train", settings.probe_per_class, settings.seed)
     x, x_train = compute_features(test, extractor), compute_features(train, extractor)
@@ -161,7 +161,7 @@ def fold_interventions(lora_run: RunResults, frozen_run: RunResults, *, fold_ind
     n_layers = lora.config.encoder_layers
     q = top_quarter(n_layers)
     models = {"lora": lora, "frozen": frozen}
-    arrays: dict[str, np.ndarray] = {"labels": np.array([EMOTIONS.index(x) for x in test["label"]], np.int64)}
+    arrays: dict[str, np.ndarray] = {"labels": np.array([classes.index(x) for x in test["label"]], np.int64)}
     projections = sorted({p for _, p in lora_modules(lora)})
     plan = ablation_plan(n_layers, projections, random_sets=settings.random_sets, seed=settings.seed)
 
@@ -192,20 +192,20 @@ def fold_interventions(lora_run: RunResults, frozen_run: RunResults, *, fold_ind
                     for part, layer in patch_sites(n_layers) if part != "residual"})
     arrays.update(run_edits(untrained, x, control, source=frozen, batch_size=bs, desc="untrained adapter"))
 
-    train_y = np.array([EMOTIONS.index(v) for v in train["label"]])
+    train_y = np.array([classes.index(v) for v in train["label"]])
     for name, model in progress(models.items(), desc="probes and tuned lenses", unit="model", leave=False):
-        states_train, final_train = _pooled(model, x_train, train, bs)
-        states_test, _ = _pooled(model, x, test, bs)
+        states_train, final_train = _pooled(model, x_train, train, bs, classes)
+        states_test, _ = _pooled(model, x, test, bs, classes)
         w, c = head_affine(model)
         arrays[f"lens.{name}"] = (states_test @ w.T + c).astype(np.float32)
         arrays[f"probe.{name}"] = layer_probe_logits(states_train, train_y, states_test, c=settings.probe_c,
-                                                     n_classes=len(EMOTIONS))
+                                                     n_classes=len(classes))
         arrays[f"tuned.{name}"] = layer_tuned_lens_logits(states_train, final_train, states_test, w, c,
                                                           ridge=settings.lens_ridge)
 
     meta = dict(fold=fold.name, fold_index=fold_index, n_layers=n_layers, top_quarter=q, n_test=len(test),
                 bottom_half=bottom_half(n_layers), ablations=plan, projections=projections,
-                settings=asdict(settings), seed=lora_run.config.seed, n_train=len(train),
+                settings=asdict(settings), seed=lora_run.config.seed, n_train=len(train), classes=list(classes),
                 lora_run=str(lora_run.run_dir), frozen_run=str(frozen_run.run_dir),
                 states="pooled over all frames after the final LayerNorm")
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}

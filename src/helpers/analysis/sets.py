@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..data.protocols import load_folds
 from ..io import fingerprint
-from ..labels import EMOTIONS
-from ..training.runs import RunResults, load_corpus
+from ..training.runs import RunResults, corpus_classes, load_corpus
 
 __all__ = ["TRACE_FORMAT", "AnalysisSettings", "select_analysis_set", "speech_frames", "analysis_set"]
 
@@ -49,16 +49,19 @@ def analysis_set(run: RunResults, fold_index: int, settings: AnalysisSettings,
                                seed=settings.seed), fold.name
 
 
-def select_analysis_set(table: pd.DataFrame, utterances, *, per_class: int = 25, seed: int = 0) -> pd.DataFrame:
+def select_analysis_set(table: pd.DataFrame, utterances, *, per_class: int = 25, seed: int = 0,
+                        classes: Sequence[str] | None = None) -> pd.DataFrame:
     """A class-stratified sample of `utterances` (ids): up to `per_class` of each class, drawn with `seed`.
 
-    The paper draws 25 per class from a validation set; fewer are taken where a class has fewer, and the returned
+    `classes` (default: the run's, `table.attrs["classes"]` as `load_corpus` sets it) are drawn in that order. The
+    paper draws 25 per class from a validation set; fewer are taken where a class has fewer, and the returned
     table's `attrs["shortfall"]` says by how many per class.
     """
+    classes = corpus_classes(table) if classes is None else tuple(classes)
     pool = table[table["utterance"].isin(set(utterances))]
     rng = np.random.default_rng(seed)
     picked, shortfall = [], {}
-    for label in EMOTIONS:
+    for label in classes:
         ids = sorted(pool.loc[pool["label"] == label, "utterance"])
         take = min(per_class, len(ids))
         if take < per_class:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..labels import EMOTIONS
 from .cka import cka, cka_permutation_null
 from .contributions import contribution_difference, relative_contributions
 from .evidence import lens_curves
@@ -47,7 +46,7 @@ def rank_separability(rank_traces: dict[int, Trace], *, definition: str = "lora_
     for r, t in rank_traces.items():
         states = rank_states(t, definition)
         x = np.stack([rank_features(t, s, definition=definition, frames=frames) for s in states], 1)
-        table = separability_table(x, t["labels"], EMOTIONS, rank=r, seed=seed)
+        table = separability_table(x, t["labels"], t.classes, rank=r, seed=seed)
         parts.append(table.assign(state=[states[i] for i in table["index"]], definition=definition, frames=frames))
     return pd.concat(parts, ignore_index=True)
 

@@ -16,7 +16,6 @@ import torch
 
 from ..data.features import compute_features, whisper_feature_extractor
 from ..io import file_sha256
-from ..labels import EMOTIONS
 from ..models.classifier import build_classifier, load_classifier, read_spec
 from ..models.lora import redraw_lora
 from ..training.runs import RunResults, run_cross_validation
@@ -68,16 +67,18 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
                 cache_dir: str | Path | None = None) -> dict:
     """Traces of the fold's trained LoRA model, frozen model and untrained LoRA controls (cached).
 
-    Returns {kind: Trace, "analysis_set": table}. Every kind is traced with LoRA dropout off, as the trained model
-    is, unless `settings.untrained_dropout` switches it on for `untrained-official` (the official variant).
+    Returns {kind: Trace, "analysis_set": table, "classes": the run's classes (what `labels` index)}. Every kind
+    is traced with LoRA dropout off, as the trained model is, unless `settings.untrained_dropout` switches it on for
+    `untrained-official` (the official variant).
     """
     unknown = sorted(set(kinds) - set(TRACE_KINDS))
     if unknown:
         raise ValueError(f"kinds={kinds}: {unknown} unknown; choose from {TRACE_KINDS}")
     table, fold_name = analysis_set(lora_run, fold_index, settings, cache_dir)
     run_info = json.loads((lora_run.run_dir / "run.json").read_text())
-    labels = torch.tensor([EMOTIONS.index(x) for x in table["label"]])
-    out: dict = {"analysis_set": table}
+    classes = lora_run.classes
+    labels = torch.tensor([classes.index(x) for x in table["label"]])
+    out: dict = {"analysis_set": table, "classes": classes}
     features = None
     for kind in kinds:
         run = frozen_run if kind == "frozen" else lora_run
@@ -88,6 +89,7 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
         path = run.run_dir / fold_name / "traces" / f"{kind}-{settings.key()}-{result}.safetensors"
         if path.is_file():
             out[kind] = Trace.load(path)
+            out[kind].meta.setdefault("classes", list(classes))  # traces cached before classes were recorded
             continue
         if kind.startswith("untrained-"):
             model, spec = _untrained(run, fold_name, fold_index, kind, settings)
@@ -103,7 +105,7 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
                             lora_frames=settings.lora_frames, dropout_active=dropout, seed=settings.seed,
                             parts=TRACE_KINDS[kind])
         trace.meta.update(kind=kind, fold=fold_name, settings=asdict(settings), run=str(run.run_dir),
-                          max_seconds=run_info["max_seconds"], seed=run.config.seed)
+                          max_seconds=run_info["max_seconds"], seed=run.config.seed, classes=list(classes))
         if "pooled" in TRACE_KINDS[kind]:
             _add_lens(trace, model)
         trace.save(path)

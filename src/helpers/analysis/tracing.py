@@ -51,6 +51,13 @@ class Trace:
     def lora_names(self) -> list[str]:
         return list(self.meta["lora_modules"])
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names `self["labels"]` index (the traced run's classes, set by `fold_traces`)."""
+        if "classes" not in self.meta:
+            raise KeyError("this trace does not record its classes (meta['classes']); get it from fold_traces")
+        return tuple(self.meta["classes"])
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         atomic_tensors(path, self.arrays, metadata={"meta": json.dumps(self.meta)})

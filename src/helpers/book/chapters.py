@@ -16,11 +16,12 @@ from ..config import make_config
 from ..frontend import live_frontend
 from ..io import CACHE_ENV, parse_list
 from ..progress import quiet_library_progress
-from ..training.runs import RunResults, run_cross_validation
+from ..training.runs import RunResults, corpus_classes, load_corpus, run_cross_validation
 
 __all__ = ["CAUSAL_DEFAULTS", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS",
-           "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup",
-           "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "analysis_settings",
+           "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup", "run_classes",
+           "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "unsplittable_protocols",
+           "analysis_settings",
            "main_traces", "main_units", "rank_traces", "seed_runs", "rank_evidence_for", "full_scorecard",
            "VERDICT_COLORS", "SCORECARD_PAGE", "claim_anchor", "claims_html", "criteria_markdown", "show_claims",
            "show_settings", "show", "show_table", "explore"]
@@ -57,6 +58,23 @@ class Chapter:
     traces: dict | None = None
     units: list[dict] | None = None
     seeds: tuple[int, ...] = ()
+    _classes: tuple[str, ...] | None = field(default=None, repr=False)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The run's classes in the model's output order (their number sets chance, 1 / len): the traced run's
+        where the chapter has traces, else resolved from the settings as the runs resolve them."""
+        if self._classes is None:
+            traced = (self.traces or {}).get("classes")
+            self._classes = tuple(traced) if traced else run_classes(self.profile, **self.overrides)
+        return self._classes
+
+
+def run_classes(profile: str, **overrides) -> tuple[str, ...]:
+    """The classes a profile's runs use under `overrides`: the `classes` setting, or for "all" every class the
+    corpus has (read once to find out, as `load_corpus` does for a run)."""
+    config = make_config(profile, **_clean(overrides))
+    return corpus_classes(load_corpus(config)) if config.every_class else tuple(config.classes)
 
 
 def setup(profile: str, *, cache_dir: str | None = None, traces: bool = False, fold: int = 0,
@@ -127,15 +145,40 @@ def main_runs(profile: str, *, executor: str = "local", address: str | None = No
 
 
 def protocol_runs(profile: str, protocols=None, **overrides) -> list[RunResults]:
-    """LoRA and frozen runs under each protocol (None: the profile's `PROTOCOLS`), with the profile's fold limit."""
+    """LoRA and frozen runs under each protocol (None: the profile's `PROTOCOLS` and the main runs' protocol, e.g.
+    `speakers-k`, which the comparison is read against), with the profile's fold limit.
+
+    A comparison protocol this corpus cannot be split by (too few speakers or sessions, e.g. TESS's two speakers
+    under `speaker`) is not run; `unsplittable_protocols` says which and why, and the chapter shows it."""
     overrides = _clean(overrides)
-    protocols = PROTOCOLS.get(profile, ("dialog", "speaker", "session")) if protocols is None else protocols
     main_protocol = make_config(profile, **overrides).protocol  # keeps all the folds of the main runs
+    if protocols is None:
+        protocols = tuple(dict.fromkeys((*PROTOCOLS.get(profile, ("dialog", "speaker", "session")), main_protocol)))
+    impossible = unsplittable_protocols(profile, protocols, **overrides)
     out = []
     for protocol in protocols:
+        if protocol in impossible and protocol != main_protocol:
+            continue
         limit = {"max_folds": PROTOCOL_FOLDS.get(profile, 0)} if protocol != main_protocol else {}
         for mode in ("lora", "frozen"):
             out.append(run_cross_validation(profile, **{**overrides, **limit, "protocol": protocol, "mode": mode}))
+    return out
+
+
+def unsplittable_protocols(profile: str, protocols=None, **overrides) -> dict[str, str]:
+    """{protocol: why} for each of `protocols` (None: the profile's `PROTOCOLS`) that cannot split this run's
+    corpus into folds (`helpers.data.protocols.make_folds`'s reason)."""
+    from ..data.protocols import make_folds
+
+    config = make_config(profile, **_clean(overrides))
+    protocols = PROTOCOLS.get(profile, ("dialog", "speaker", "session")) if protocols is None else protocols
+    table = load_corpus(config)
+    out = {}
+    for protocol in dict.fromkeys(protocols):
+        try:
+            make_folds(table, protocol, k=config.folds_k, n_validation=config.validation_speakers)
+        except ValueError as err:
+            out[protocol] = str(err)
     return out
 
 
@@ -222,12 +265,11 @@ def rank_evidence_for(rank_set: dict, *, definition: str = "lora_a", frames: str
     residual state) under `definition`."""
     from ..analysis.evidence import rank_evidence
     from ..analysis.separability import rank_features, rank_states
-    from ..labels import EMOTIONS
 
     first = next(iter(rank_set.values()))
     top = rank_states(first, definition)[-1]
     features = {r: rank_features(t, top, definition=definition, frames=frames) for r, t in rank_set.items()}
-    return rank_evidence(features, first["labels"], EMOTIONS).assign(definition=definition, frames=frames,
+    return rank_evidence(features, first["labels"], first.classes).assign(definition=definition, frames=frames,
                                                                      state=top)
 
 

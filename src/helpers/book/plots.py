@@ -10,14 +10,30 @@ from matplotlib.ticker import NullFormatter, StrMethodFormatter
 
 from ..labels import EMOTIONS
 
-__all__ = ["protocol_figure", "contribution_figure", "logit_lens_figure", "tsne_figure", "separability_figure",
-           "spectra_figure",
+__all__ = ["class_colors", "protocol_figure", "contribution_figure", "logit_lens_figure", "tsne_figure",
+           "separability_figure", "spectra_figure",
            "cka_figure", "metric_bars_figure", "clip_figure", "ablation_figure", "patching_figure",
            "probe_figure", "erasure_figure", "spectrogram_grid_figure", "prosody_figure"]
 
 COLORS = {"attention": "tab:blue", "mlp": "tab:orange", "attention+mlp": "tab:green", "lora": "tab:red",
           "frozen": "tab:gray"}
+# the paper's four classes keep their colours in every run; other classes take the remaining tab10 colours in order
 CLASS_COLORS = dict(zip(EMOTIONS, ("tab:red", "tab:orange", "tab:gray", "tab:blue")))
+_OTHER_COLORS = ("tab:purple", "tab:green", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def class_colors(classes) -> dict[str, str]:
+    """A colour per class name: the paper's four as always, the others from the unused tab10 colours (repeating
+    after six), so a class keeps its colour across the figures of one run."""
+    others = [c for c in classes if c not in CLASS_COLORS]
+    return {c: CLASS_COLORS.get(c) or _OTHER_COLORS[others.index(c) % len(_OTHER_COLORS)] for c in classes}
+
+
+def _chance(ax, n_classes: int, **style) -> None:
+    """The chance level 1 / n_classes as a dotted line (UAR and accuracy of a constant guess)."""
+    if n_classes < 2:
+        raise ValueError(f"n_classes={n_classes}: a classifier has at least two classes")
+    ax.axhline(1 / n_classes, color="black", ls=":", lw=style.pop("lw", 0.8), **style)
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize, **kwargs):
@@ -26,13 +42,13 @@ def _subplots(nrows: int = 1, ncols: int = 1, *, figsize, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
-def protocol_figure(table, *, metric: str = "uar") -> Figure:
-    """Mean +/- std of `metric` per protocol, one line per mode (the protocol comparison)."""
+def protocol_figure(table, *, metric: str = "uar", n_classes: int) -> Figure:
+    """Mean +/- std of `metric` per protocol, one line per mode (the protocol comparison); chance 1 / n_classes."""
     fig, ax = _subplots(figsize=(7, 3.2))
     for mode, part in table.groupby("mode"):
         ax.errorbar(part["protocol"], part[f"{metric}_mean"], yerr=part[f"{metric}_std"], marker="o", capsize=3,
                     label=mode, color=COLORS.get(mode))
-    ax.axhline(1 / len(EMOTIONS), color="black", ls=":", lw=0.8, label="chance")
+    _chance(ax, n_classes, label="chance")
     ax.set(ylabel=metric.upper(), ylim=(0, 1), xlabel="protocol")
     ax.legend()
     return fig
@@ -80,19 +96,21 @@ def logit_lens_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def tsne_figure(embeddings: dict, labels: np.ndarray) -> Figure:
-    """Fig. 2b: t-SNE maps, rows = ranks, columns = layers; `embeddings[(rank, layer)]` is (N, 2)."""
+def tsne_figure(embeddings: dict, labels: np.ndarray, classes) -> Figure:
+    """Fig. 2b: t-SNE maps, rows = ranks, columns = layers; `embeddings[(rank, layer)]` is (N, 2), `labels` (N,)
+    index `classes` (the run's class names)."""
     ranks = sorted({r for r, _ in embeddings})
     layers = sorted({l for _, l in embeddings})
     fig, axes = _subplots(len(ranks), len(layers), figsize=(2.6 * len(layers), 2.5 * len(ranks)), squeeze=False)
-    names = np.asarray(EMOTIONS)[labels]
+    names = np.asarray(classes)[labels]
+    colors = class_colors(classes)
     for i, r in enumerate(ranks):
         for j, l in enumerate(layers):
             ax = axes[i, j]
             xy = embeddings[(r, l)]
-            for c in EMOTIONS:
+            for c in classes:
                 sel = names == c
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=9, color=CLASS_COLORS[c], label=c)
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=9, color=colors[c], label=c)
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
@@ -103,8 +121,8 @@ def tsne_figure(embeddings: dict, labels: np.ndarray) -> Figure:
     return fig
 
 
-def separability_figure(table: pd.DataFrame) -> Figure:
-    """Silhouette and kNN UAR per state (layer index), one line per rank."""
+def separability_figure(table: pd.DataFrame, *, n_classes: int) -> Figure:
+    """Silhouette and kNN UAR per state (layer index), one line per rank; kNN chance 1 / n_classes."""
     fig, axes = _subplots(1, 2, figsize=(10, 3.4))
     x = "state" if "state" in table else "index"
     for rank, part in table.groupby("rank"):
@@ -114,7 +132,7 @@ def separability_figure(table: pd.DataFrame) -> Figure:
     xlabel = what.get(str(table["definition"].iloc[0]), "state") if "definition" in table else "state"
     axes[0].set(xlabel=xlabel, ylabel="silhouette", title="(a) silhouette (all classes)")
     axes[1].set(xlabel=xlabel, ylabel="kNN UAR", title="(b) kNN UAR (5-fold)")
-    axes[1].axhline(1 / len(EMOTIONS), color="black", lw=0.6, ls=":")
+    _chance(axes[1], n_classes, lw=0.6)
     axes[0].legend()
     return fig
 
@@ -178,14 +196,14 @@ def cka_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
-def metric_bars_figure(table: pd.DataFrame) -> Figure:
-    """Mean +/- std of UAR and WAR per mode (and protocol, when present)."""
+def metric_bars_figure(table: pd.DataFrame, *, n_classes: int) -> Figure:
+    """Mean +/- std of UAR and WAR per mode (and protocol, when present); chance 1 / n_classes."""
     fig, ax = _subplots(figsize=(7, 3.2))
     labels = [f"{r.mode}\n{r.protocol}" for r in table.itertuples()]
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["uar_mean"], 0.4, yerr=table["uar_std"], label="UAR", color="tab:blue")
     ax.bar(x + 0.2, table["war_mean"], 0.4, yerr=table["war_std"], label="WAR", color="tab:cyan")
-    ax.axhline(1 / len(EMOTIONS), color="black", ls=":", lw=0.8, label="chance")
+    _chance(ax, n_classes, label="chance")
     ax.set_xticks(x, labels)
     ax.set(ylim=(0, 1), ylabel="score")
     ax.legend()
@@ -219,11 +237,15 @@ def spectrogram_grid_figure(spectrograms: dict[str, np.ndarray], *, title: str =
     return fig
 
 
-def prosody_figure(table: pd.DataFrame, features: dict[str, str]) -> Figure:
+def prosody_figure(table: pd.DataFrame, features: dict[str, str], *, classes=None) -> Figure:
     """One panel per prosody feature: its distribution per class (box) with every clip as a dot, female speakers
-    (speaker ids ending in F) as circles and male as crosses."""
-    fig, axes = _subplots(1, len(features), figsize=(2.3 * len(features), 3.0))
-    classes = [c for c in EMOTIONS if c in set(table["label"])] or sorted(table["label"].unique())
+    (speaker ids ending in F) as circles and male as crosses. `classes`: their order (default: the run's,
+    `table.attrs["classes"]`, else sorted); classes without a clip in `table` are left out of the axis."""
+    fig, axes = _subplots(1, len(features), figsize=(max(2.3, 0.45 * len(set(table["label"]))) * len(features),
+                                                     3.0))
+    order = classes if classes is not None else table.attrs.get("classes") or sorted(table["label"].unique())
+    classes = [c for c in order if c in set(table["label"])]
+    colors = class_colors(order)
     rng = np.random.default_rng(0)
     for ax, (column, meaning) in zip(np.atleast_1d(axes), features.items()):
         values = [table.loc[table["label"] == c, column].dropna().to_numpy() for c in classes]
@@ -232,9 +254,9 @@ def prosody_figure(table: pd.DataFrame, features: dict[str, str]) -> Figure:
             part = table[(table["label"] == c)].dropna(subset=[column])
             female = part["speaker"].astype(str).str.endswith("F").to_numpy()
             x = k + 1 + rng.uniform(-0.18, 0.18, len(part))
-            ax.scatter(x[female], part[column].to_numpy()[female], s=8, color=CLASS_COLORS.get(c), alpha=0.6,
+            ax.scatter(x[female], part[column].to_numpy()[female], s=8, color=colors[c], alpha=0.6,
                        marker="o", lw=0)
-            ax.scatter(x[~female], part[column].to_numpy()[~female], s=10, color=CLASS_COLORS.get(c), alpha=0.6,
+            ax.scatter(x[~female], part[column].to_numpy()[~female], s=10, color=colors[c], alpha=0.6,
                        marker="x", lw=0.8)
         ax.set_xticks(range(1, len(classes) + 1), [c[:4] for c in classes])
         ax.set_title(meaning, fontsize=9)
@@ -304,16 +326,16 @@ def patching_figure(curves: pd.DataFrame, *, metric: str = "uar") -> Figure:
     return fig
 
 
-def probe_figure(curves: pd.DataFrame, *, metric: str = "uar") -> Figure:
+def probe_figure(curves: pd.DataFrame, *, metric: str = "uar", n_classes: int) -> Figure:
     """Per layer: a linear probe trained on the layer's pooled state, the tuned lens and the raw logit lens, for
-    the LoRA (solid) and the frozen model (dashed)."""
+    the LoRA (solid) and the frozen model (dashed); chance 1 / n_classes."""
     fig, ax = _subplots(figsize=(7.5, 3.8))
     for experiment, color, name in (("probe", "tab:green", "linear probe"), ("tuned", "tab:blue", "tuned lens"),
                                     ("lens", "tab:orange", "raw logit lens")):
         for model, ls in (("lora", "-"), ("frozen", "--")):
             part = _rows(curves, experiment, model, "layer")
             _band(ax, part["at"], part, metric, color=color, ls=ls, label=f"{name}, {model}")
-    ax.axhline(1 / len(EMOTIONS), color="black", ls=":", lw=0.8, label="chance")
+    _chance(ax, n_classes, label="chance")
     ax.set(xlabel="layer (0 = input of layer 0, L = last layer's output)", ylabel=f"test {metric.upper()}",
            ylim=(0, 1))
     ax.xaxis.get_major_locator().set_params(integer=True)

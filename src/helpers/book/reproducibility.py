@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from ..io import cache_root
+from ..labels import EMOTIONS
 
 __all__ = ["environment_table", "run_table", "chapter_timings", "benchmark_tables", "write_benchmark",
            "markdown_html"]
@@ -34,7 +35,7 @@ def environment_table() -> pd.DataFrame:
 
 
 def run_table(cache_dir: str | Path | None = None) -> pd.DataFrame:
-    """Every run directory in the cache: name (mode-protocol-hash), profile, model, folds done, mean UAR."""
+    """Every run directory in the cache: name (mode-protocol-hash), profile, model, classes, folds done, mean UAR."""
     rows = []
     for run in sorted((cache_root(cache_dir) / "runs").glob("*")):
         if not (run / "config.json").is_file():
@@ -42,8 +43,12 @@ def run_table(cache_dir: str | Path | None = None) -> pd.DataFrame:
         config = json.loads((run / "config.json").read_text())
         done = sorted(p.parent.name for p in run.glob("*/result.json"))
         uars = [json.loads((run / f / "result.json").read_text())["test_uar"] for f in done]
+        info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+        # runs made before classes were recorded trained the paper's four, the only classes there were
+        classes = info.get("classes") or config.get("classes") or EMOTIONS
         rows.append(dict(run=run.name, profile=config["profile"], model=config["model"], mode=config["mode"],
-                         protocol=config["protocol"], rank=config["rank"], epochs=config["epochs"],
+                         protocol=config["protocol"], classes=",".join(classes), rank=config["rank"],
+                         epochs=config["epochs"],
                          folds_done=len(done), mean_test_uar=round(sum(uars) / len(uars), 4) if uars else None))
     return pd.DataFrame(rows)
 

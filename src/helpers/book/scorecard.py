@@ -168,7 +168,13 @@ def _rank_claims(ev: pd.DataFrame) -> list[dict]:
                    frames)]
     gains = ev[ev["quantity"].str.startswith("class_gain.")]
     paper_order = ["neutral", "sadness", "anger", "happiness"]
-    if set(paper_order) <= set(gains["emotion"]):
+    missing = [c for c in paper_order if c not in set(gains.get("emotion", ()))]
+    if missing:  # a per-class claim of the paper applies only where the run has the paper's classes
+        rows.append(_claim("rank_sensitivity_order", "3.4", "Rank sensitivity: neutral < sadness < anger < happiness",
+                           " < ".join(paper_order), f"the run's analysed classes lack {', '.join(missing)}", "-",
+                           UNTESTABLE, "needs silhouette gains of all four of the paper's classes (this run's "
+                           "classes: " + (", ".join(gains["emotion"]) if len(gains) else "none") + ")", frames))
+    else:
         by = {r.emotion: Interval(r.value, r.low, r.high) for r in gains.itertuples()}
         steps = [judge(_gap(by[a], by[b]), 0.0) for a, b in zip(paper_order[:-1], paper_order[1:])]
         order = sorted(by, key=lambda c: by[c].value)

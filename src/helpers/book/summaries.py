@@ -17,10 +17,10 @@ import pandas as pd
 
 from ..analysis.uncertainty import FAILS, HOLDS, INCONCLUSIVE, UNTESTABLE, Interval, judge
 from ..config import RunConfig
-from ..labels import EMOTIONS
 from .paper_reference import FROZEN_KL_MIN_LAYER, K90, LAYERS, TABLE1
 
 __all__ = [
+    "corpus_summary",
     "data_summary",
     "finetuning_summary",
     "contributions_summary",
@@ -46,6 +46,42 @@ def _interval(evidence: pd.DataFrame, quantity: str, prefix: str = "") -> Interv
     name = prefix or "value"
     low, high = (f"{prefix}_low", f"{prefix}_high") if prefix else ("low", "high")
     return Interval(*(float(r[c]) if c in r and pd.notna(r[c]) else math.nan for c in (name, low, high)))
+
+
+def corpus_summary(table: pd.DataFrame) -> str:
+    """The data chapter's account of the corpus a run read (`helpers.training.runs.load_corpus`'s table): which
+    corpus, how many clips, speakers and classes (with chance), the label map applied, and what was left out
+    (`helpers.data.corpora.left_out_table`), or that nothing was."""
+    from ..data.corpora import left_out_table
+
+    attrs = table.attrs
+    classes = list(attrs.get("classes") or sorted(table["label"].unique()))
+    counts = table["label"].value_counts()
+    corpus = attrs.get("corpus") or "?"
+    lines = [f"- **Corpus.** `{corpus}`, read from {attrs.get('source', '?')}: {len(table)} clips from "
+             f"{table['speaker'].nunique()} speakers in {len(classes)} classes, the model's outputs in this order: "
+             + ", ".join(f"{c} ({int(counts.get(c, 0))} clips)" for c in classes)
+             + f". Chance UAR is 1/{len(classes)} = {1 / len(classes):.3f}."]
+    label_map = attrs.get("label_map") or {}
+    if label_map and all(raw == target for raw, target in label_map.items()):
+        lines.append("- **Label map.** None needed: the corpus's labels are the class names.")
+    elif label_map:
+        by_target: dict[str, list[str]] = {}
+        for raw, target in label_map.items():
+            by_target.setdefault(target, []).append(str(raw))
+        lines.append("- **Label map applied** (corpus label → class): "
+                     + "; ".join(f"{', '.join(raws)} → {target}" for target, raws in by_target.items()) + ".")
+    left = left_out_table(table)
+    dropped = left[left["left_out"]] if len(left) else left
+    checked = (attrs.get("validation") or {}).get("checked")
+    if not len(left):
+        lines.append("- **Left out.** Nothing: every clip the reader found has a label among the classes"
+                     + (f", and all {checked} passed validation" if checked is not None else "") + ".")
+    else:
+        parts = [f"{int(r.count)} {r.what}" for r in left.itertuples()]
+        lines.append(f"- **Left out.** {int(dropped['count'].sum()) if len(dropped) else 0} item(s) in all, by "
+                     "reason (listed in the table below): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 def data_summary(prosody: pd.DataFrame, baseline: np.ndarray, *, features, fold_names, n_classes: int) -> str:
@@ -106,15 +142,16 @@ def _layers(layers) -> str:
 
 
 def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFrame,
-                       protocols: pd.DataFrame | None = None, *, config: RunConfig | None = None,
-                       n_classes: int = len(EMOTIONS)) -> str:
+                       protocols: pd.DataFrame | None = None, *, n_classes: int,
+                       config: RunConfig | None = None) -> str:
     """What Table 1 of this run shows, in Markdown.
 
     `results`: `helpers.book.results.results_table` of the main LoRA and frozen runs (one row per mode, with size,
     protocol, n_folds, uar_mean, uar_std, war_mean, f1_mean); `evidence`: `performance_evidence` (rows
     `uar_gain.<size>`); `claims`: `section_claims("3.1", evidence)`; `protocols`: `results_table` of the protocol
-    comparison (mode, protocol, n_folds, uar_mean), or None; `config`: the main LoRA run's settings (its corpus,
-    epochs and input length enter the likely reasons when the claim does not hold).
+    comparison (mode, protocol, n_folds, uar_mean), or None; `n_classes`: the run's number of classes (chance is
+    1 / n_classes); `config`: the main LoRA run's settings (its corpus, epochs and input length enter the likely
+    reasons when the claim does not hold).
     """
     by_mode = results.set_index("mode")
     lora, frozen = by_mode.loc["lora"], by_mode.loc["frozen"]

@@ -33,6 +33,7 @@ __all__ = [
     "load_audio",
     "validate_corpus",
     "class_speaker_counts",
+    "left_out_table",
     "sample_per_class",
     "example_clips",
 ]
@@ -59,7 +60,8 @@ def read_iemocap(root: str | Path, *, label_map: Mapping[str, str] = IEMOCAP_LAB
 
     Labels come from `Session*/dialog/EmoEvaluation/*.txt` (the per-utterance summary lines), audio paths from
     `Session*/sentences/wav/<dialog>/<utterance>.wav`. Codes outside `label_map` (frustration, surprise, `xxx`, ...)
-    are left out, as in the paper's four-class setting; pass another `label_map` to keep them. The speaker is the
+    are left out, as in the paper's four-class setting, and counted per code in `attrs["dropped_labels"]`; pass
+    another `label_map` to keep them. The speaker is the
     session plus the gender letter of the utterance's last name token (`Ses01F_impro01_M000` -> `Ses01M`); `dialog`
     is the dialog prefix (`Ses01F`), the unit the official code's folds are made of. `duration` is the labelled
     turn length; `validate_corpus` measures the audio itself.
@@ -71,7 +73,7 @@ def read_iemocap(root: str | Path, *, label_map: Mapping[str, str] = IEMOCAP_LAB
     unknown_targets = sorted(set(label_map.values()) - set(classes))
     if unknown_targets:
         raise CorpusError(f"label_map maps to {unknown_targets}, which are not among classes={list(classes)}")
-    rows = []
+    rows, dropped = [], {}
     for session in sessions:
         label_files = sorted((session / "dialog" / "EmoEvaluation").glob("*.txt"))
         if not label_files:
@@ -85,6 +87,7 @@ def read_iemocap(root: str | Path, *, label_map: Mapping[str, str] = IEMOCAP_LAB
                     raise CorpusError(f"{label_file}:{line_no}: unreadable summary line {line!r}")
                 code = match["code"]
                 if code not in label_map:
+                    dropped[code] = dropped.get(code, 0) + 1
                     continue
                 utt = match["utt"]
                 parts = _UTTERANCE_ID.match(utt)
@@ -101,7 +104,9 @@ def read_iemocap(root: str | Path, *, label_map: Mapping[str, str] = IEMOCAP_LAB
                     dialog=f"{parts['session']}{parts['lead']}",
                     duration=float(match["end"]) - float(match["start"]),
                 ))
-    return corpus_table(rows, source=str(root))
+    table = corpus_table(rows, source=str(root))
+    table.attrs["dropped_labels"] = dropped
+    return table
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -266,9 +271,51 @@ def validate_corpus(table: pd.DataFrame, *, classes: Sequence[str] = EMOTIONS, m
 
 
 def class_speaker_counts(table: pd.DataFrame) -> pd.DataFrame:
-    """Utterances per speaker (rows) and class (columns), with totals: what the data chapter prints."""
+    """Utterances per speaker (rows) and class (columns), with totals: what the data chapter prints. Columns follow
+    the run's class order (`attrs["classes"]`, as `load_corpus` sets it) where the table has one."""
     counts = pd.crosstab(table["speaker"], table["label"], margins=True, margins_name="total")
-    return counts
+    order = [c for c in table.attrs.get("classes") or () if c in counts.columns]
+    rest = [c for c in counts.columns if c not in order and c != "total"]
+    return counts[order + rest + ["total"]]
+
+
+def left_out_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Everything a reader and the validation left out of (or flagged in) `table`, from its `attrs`: one row per
+    reason with `what`, `count`, `left_out` (False for what was flagged but kept) and `detail` (an example, or the
+    labels); empty when nothing was left out or flagged.
+
+    Reasons: labels not mapped to a class (`dropped_labels`), file names breaking the corpus's convention
+    (`malformed`), clips outside those the corpus defines (`skipped`), non-audio files (`ignored_files`), repeated
+    ids (`duplicates`), names that disagree with their folder (`mismatched`, kept), unusable audio left out under
+    on_bad="skip" (`validation`), and classes without any clip under classes="all" (`classes_without_clips`).
+    """
+    attrs = table.attrs
+    rows = [dict(what=f"label {label!r} not mapped to a class (dropped)", count=int(n), left_out=True, detail="")
+            for label, n in sorted((attrs.get("dropped_labels") or {}).items())]
+    for key, what in (("malformed", "file name breaks the corpus's convention (left out)"),
+                      ("duplicates", "repeated utterance id (the second copy left out)"),
+                      ("mismatched", "name disagrees with its folder (kept, as the detail says)")):
+        found = attrs.get(key) or []
+        if found:
+            path, reason = found[0]
+            rows.append(dict(what=what, count=len(found), left_out=key != "mismatched",
+                             detail=f"e.g. {Path(path).name}: {reason}"))
+    rows += [dict(what=f"skipped: {reason}", count=int(n), left_out=True, detail="")
+             for reason, n in sorted((attrs.get("skipped") or {}).items())]
+    if attrs.get("ignored_files"):
+        rows.append(dict(what="not a .wav file (ignored)", count=int(attrs["ignored_files"]), left_out=True,
+                         detail=""))
+    validation = attrs.get("validation") or {}
+    if validation.get("skipped"):
+        first = (validation.get("problems") or [{}])[0]
+        example = f"e.g. {Path(str(first.get('path', ''))).name}: {first.get('reason', '')}"
+        rows.append(dict(what="unusable audio (left out, on_bad='skip')", count=int(validation["skipped"]),
+                         left_out=True, detail=example))
+    empty = attrs.get("classes_without_clips") or []
+    if empty:
+        rows.append(dict(what="class without any clip (left out of classes='all')", count=len(empty),
+                         left_out=True, detail=", ".join(empty)))
+    return pd.DataFrame(rows, columns=["what", "count", "left_out", "detail"])
 
 
 def sample_per_class(table: pd.DataFrame, n: int, *, seed: int = 0) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """A synthetic emotional-speech corpus made on the spot with espeak-ng: robot voices, not human emotion.
 
-Each synthetic speaker is an espeak-ng voice variant with its own base pitch and speaking rate. The four "emotions"
+Each synthetic speaker is an espeak-ng voice variant with its own base pitch and speaking rate. The "emotions" (the
+paper's four by default; fear and disgust as well when asked for, `DemoCorpusSettings.emotions`)
 are prosody settings (pitch level, pitch range, rate, loudness) drawn per clip from per-emotion normal distributions
 around the speaker's base, plus background noise at a random SNR: far enough apart that tiny.en learns the task in
 a few CPU minutes, so that the analyses look inside a model that has specialised. Every emotion uses the same
@@ -28,6 +29,7 @@ from .speech_synthesis import Prosody, synthesize_batch
 
 __all__ = [
     "DemoCorpusSettings",
+    "DEMO_EMOTIONS",
     "EMOTION_PROSODY",
     "design_table",
     "demo_corpus_plan",
@@ -60,7 +62,12 @@ EMOTION_PROSODY: dict[str, dict[str, tuple[float, float]]] = {
     "happiness": dict(pitch=(22, 3), pitch_range=(95, 3), rate=(1.05, 0.04), volume=(120, 10)),
     "neutral":   dict(pitch=(0, 3), pitch_range=(35, 5), rate=(1.00, 0.04), volume=(100, 10)),
     "sadness":   dict(pitch=(-12, 3), pitch_range=(8, 4), rate=(0.72, 0.04), volume=(70, 10)),
+    # used only when asked for (`DemoCorpusSettings.emotions`), e.g. to test a run with more than four classes: fear
+    # is the highest, fastest and narrowest in range; disgust the lowest, slowish, loud and wide in range
+    "fear":      dict(pitch=(34, 3), pitch_range=(20, 4), rate=(1.60, 0.05), volume=(90, 10)),
+    "disgust":   dict(pitch=(-24, 3), pitch_range=(75, 5), rate=(0.85, 0.04), volume=(145, 10)),
 }
+DEMO_EMOTIONS: tuple[str, ...] = tuple(EMOTION_PROSODY)  # every emotion the demo corpus can synthesise, in its order
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,17 @@ class DemoCorpusSettings:
     clips_per_speaker_emotion: int = 6
     snr_db: tuple[float, float] = (12.0, 35.0)
     max_silence_seconds: float = 0.3
+    emotions: tuple[str, ...] = EMOTIONS  # kept in `DEMO_EMOTIONS` order, so a set makes one corpus whatever its order
 
     def __post_init__(self) -> None:
+        unknown = [e for e in self.emotions if e not in EMOTION_PROSODY]
+        if unknown:
+            raise ValueError(f"DemoCorpusSettings.emotions: the demo corpus cannot synthesise {unknown}; it has "
+                             f"prosody settings for {', '.join(DEMO_EMOTIONS)} (choose classes among these)")
+        if len(set(self.emotions)) < 2:
+            raise ValueError(f"DemoCorpusSettings.emotions={self.emotions}: give at least two of "
+                             f"{', '.join(DEMO_EMOTIONS)}")
+        object.__setattr__(self, "emotions", tuple(e for e in DEMO_EMOTIONS if e in self.emotions))
         if not 2 <= self.n_speakers <= len(VOICES) or self.n_speakers % 2:
             raise ValueError(f"DemoCorpusSettings.n_speakers={self.n_speakers}: use an even number from 2 to "
                              f"{len(VOICES)} (speakers come in male/female session pairs)")
@@ -83,8 +99,14 @@ class DemoCorpusSettings:
             raise ValueError(f"DemoCorpusSettings.snr_db={self.snr_db} must be (low, high)")
 
     def fingerprint(self) -> str:
-        """The cache key: these settings and the design they are read with (prosody table, sentences, voices)."""
-        return fingerprint([asdict(self), EMOTION_PROSODY, SENTENCES, VOICES], length=12)
+        """The cache key: these settings and the design they are read with (the prosody of its emotions, sentences,
+        voices). The paper's four emotions leave `emotions` out of the key, so a four-class corpus keeps the key it
+        had before other emotions could be asked for (and its cached runs stay valid)."""
+        fields = asdict(self)
+        emotions = fields.pop("emotions")
+        if tuple(emotions) != EMOTIONS:
+            fields["emotions"] = list(emotions)
+        return fingerprint([fields, {e: EMOTION_PROSODY[e] for e in emotions}, SENTENCES, VOICES], length=12)
 
 
 def demo_corpus_plan(settings: DemoCorpusSettings = DemoCorpusSettings()) -> pd.DataFrame:
@@ -96,7 +118,7 @@ def demo_corpus_plan(settings: DemoCorpusSettings = DemoCorpusSettings()) -> pd.
         session = f"S{s // 2 + 1:02d}"
         base_pitch = rng.uniform(30, 45) if gender == "M" else rng.uniform(50, 65)
         base_rate = rng.uniform(150, 185)
-        for emotion in EMOTIONS:
+        for emotion in settings.emotions:
             p = EMOTION_PROSODY[emotion]
             for k in range(settings.clips_per_speaker_emotion):
                 draw = {name: rng.normal(*p[name]) for name in ("pitch", "pitch_range", "rate", "volume")}
@@ -118,12 +140,12 @@ def demo_corpus_plan(settings: DemoCorpusSettings = DemoCorpusSettings()) -> pd.
     return pd.DataFrame(rows)
 
 
-def design_table() -> pd.DataFrame:
-    """The per-emotion prosody settings (`EMOTION_PROSODY`) as 'mean ± sd' text, one row per emotion."""
+def design_table(emotions: tuple[str, ...] = EMOTIONS) -> pd.DataFrame:
+    """The prosody settings of `emotions` (`EMOTION_PROSODY`) as 'mean ± sd' text, one row per emotion."""
     names = {"pitch": "pitch offset (espeak 0-100, from the speaker's base)", "pitch_range": "pitch range (0-100)",
              "rate": "rate (x the speaker's base words/min)", "volume": "volume (0-200)"}
     rows = [{"emotion": e, **{label: f"{p[k][0]:g} ± {p[k][1]:g}" for k, label in names.items()}}
-            for e, p in EMOTION_PROSODY.items()]
+            for e, p in EMOTION_PROSODY.items() if e in emotions]
     return pd.DataFrame(rows)
 
 
@@ -172,9 +194,10 @@ def load_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
     """The demo corpus as a corpus table (built first if needed); utterance ids are the planned ones, `text` the
     sentence each clip speaks."""
     folder = build_demo_corpus(settings, cache_dir=cache_dir)
-    table = read_manifest(folder / "manifest.csv")
+    table = read_manifest(folder / "manifest.csv", classes=settings.emotions)
     table["utterance"] = [Path(p).stem for p in table["path"]]
     texts = pd.read_csv(folder / "plan.csv").set_index("utterance")["text"]
     table["text"] = texts.reindex(table["utterance"]).to_numpy()  # the sentence spoken: for the speaking rate
     table.attrs["source"] = f"demo corpus (synthetic, espeak-ng), settings {asdict(settings)}"
+    table.attrs["speaker_gender"] = dict(zip(table["speaker"], table["speaker"].str[-1]))  # S01F: female
     return table.sort_values("utterance", kind="stable").reset_index(drop=True)

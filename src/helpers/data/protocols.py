@@ -26,7 +26,7 @@ from typing import Literal
 
 import pandas as pd
 
-__all__ = ["PROTOCOLS", "Protocol", "Fold", "make_folds", "fold_table", "save_folds", "load_folds"]
+__all__ = ["PROTOCOLS", "Protocol", "Fold", "make_folds", "fold_table", "fold_tables", "save_folds", "load_folds"]
 
 Protocol = Literal["speaker", "session", "dialog", "speakers-k"]
 PROTOCOLS: tuple[str, ...] = ("speaker", "session", "dialog", "speakers-k")
@@ -174,6 +174,20 @@ def fold_table(folds: list[Fold], table: pd.DataFrame) -> pd.DataFrame:
                          n_train=len(f.train), n_validation=len(f.validation), n_test=len(f.test),
                          test_speakers_in_train=len(test_speakers & f.speakers(table, "train"))))
     return pd.DataFrame(rows)
+
+
+def fold_tables(table: pd.DataFrame, protocols, *, k: int = 5, n_validation: int = 2) -> pd.DataFrame:
+    """`fold_table` of each of `protocols` (with a `protocol` column), one after the other. A protocol that cannot
+    split this corpus (too few speakers or sessions) gets one row whose `test` column says why, instead of being
+    left out or stopping the others."""
+    parts = []
+    for protocol in dict.fromkeys(protocols):
+        try:
+            part = fold_table(make_folds(table, protocol, k=k, n_validation=n_validation), table)
+        except ValueError as err:
+            part = pd.DataFrame([dict(fold="(no folds)", test=f"not possible on this corpus: {err}")])
+        parts.append(part.assign(protocol=protocol))
+    return pd.concat(parts, ignore_index=True)
 
 
 def save_folds(folds: list[Fold], path: str | Path) -> Path:

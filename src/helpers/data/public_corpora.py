@@ -17,7 +17,8 @@ Labels: `label_map=None` keeps the corpus's classes that are in `classes` (defau
 names to target classes. Labels left unmapped are dropped and counted in `attrs["dropped_labels"]`, as
 `read_manifest` does. Nothing is left out silently: `attrs` also records malformed file names (`malformed`), files
 outside the clips the corpus defines (`skipped`), non-wav files (`ignored_files`), names that disagree with their
-folder (`mismatched`), repeated ids (`duplicates`) and each speaker's sex where the corpus says it (`speaker_gender`).
+folder (`mismatched`), repeated ids (`duplicates`) and each speaker's sex where the corpus says it (`speaker_gender`);
+`attrs["label_map"]` is the map applied (corpus class -> class).
 `read_corpus("ravdess:/data/ravdess")` picks a reader by name, or by the folder's layout for a bare path.
 """
 
@@ -336,7 +337,8 @@ def _finish(walk: _Walk, root: Path, classes: Sequence[str], genders: Mapping[st
                           + fix)
     table = corpus_table(rows, source=str(root))
     speakers = set(table["speaker"])
-    table.attrs.update(corpus=corpus, classes=list(classes), dropped_labels=dict(walk.dropped),
+    table.attrs.update(corpus=corpus, classes=list(classes), label_map=dict(walk.mapping),
+                       dropped_labels=dict(walk.dropped),
                        malformed=list(walk.malformed), skipped=dict(walk.skipped), ignored_files=walk.ignored,
                        mismatched=list(walk.mismatched), duplicates=duplicates,
                        speaker_gender={s: g for s, g in sorted(genders.items()) if s in speakers})
@@ -594,6 +596,8 @@ def read_corpus(spec: str | Path, *, label_map: LabelMap = None,
         arguments = dict(label_map=label_map, classes=classes)
     table = CORPUS_READERS[name](path, **arguments)
     table.attrs["corpus"] = name
-    if name in ("iemocap", "manifest"):  # the other readers record their classes themselves
+    if name in ("iemocap", "manifest"):  # the other readers record their classes and map themselves
         table.attrs["classes"] = list(arguments["classes"])
+        applied = arguments["label_map"]
+        table.attrs["label_map"] = dict(applied) if applied is not None else {c: c for c in arguments["classes"]}
     return table

@@ -20,7 +20,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..data.protocols import Fold
-from ..labels import EMOTIONS
 from ..models.classifier import ModelSpec, build_classifier, save_classifier
 from ..progress import progress
 from .device import autocast, resolve_precision
@@ -216,8 +215,10 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
     """Train one fold in `fold_dir` (resuming its checkpoint), pick the epoch on validation `select_by`, test it.
 
     `inputs` are the log-mel features of every clip in the corpus, rows indexed by `index_of[utterance]`;
-    `frozen_out` their pooled frozen-encoder outputs in frozen mode (None for LoRA).
+    `frozen_out` their pooled frozen-encoder outputs in frozen mode (None for LoRA); `labels` index `spec.labels`,
+    the run's classes (their number sizes the head and the confusion matrices).
     """
+    n_classes = len(spec.labels)
     trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out, cache_dir)
     train_idx, val_idx, test_idx = (torch.tensor([index_of[u] for u in ids])
                                     for ids in (fold.train, fold.validation, fold.test))
@@ -232,7 +233,7 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
         opt.seconds += time.perf_counter() - start
         val_logits = trainer.predict_logits(val_idx)
         val_loss = float(torch.nn.functional.cross_entropy(val_logits, labels[val_idx]))
-        val = classification_scores(labels[val_idx].numpy(), val_logits.argmax(-1).numpy(), n_classes=len(EMOTIONS))
+        val = classification_scores(labels[val_idx].numpy(), val_logits.argmax(-1).numpy(), n_classes=n_classes)
         opt.history.append(dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val_loss,
                                 **{f"val_{m}": val[m] for m in METRICS}))
         metric = config.select_by  # uar (ours) or war (accuracy, what the official Trainer picked by)
@@ -244,10 +245,10 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
         _save_checkpoint(fold_dir, trainer, opt, improved)
 
     trainer.load_state(load_file(fold_dir / "checkpoint" / "best.safetensors"))
-    test = classification_scores(labels[test_idx].numpy(), trainer.predict(test_idx), n_classes=len(EMOTIONS))
+    test = classification_scores(labels[test_idx].numpy(), trainer.predict(test_idx), n_classes=n_classes)
     save_classifier(trainer.model.cpu(), spec, fold_dir / "model")
     return dict(fold=fold.name, fold_index=fold_index, mode=config.mode, protocol=config.protocol,
-                chosen_epoch=opt.best["epoch"], selected_by=config.select_by,
+                classes=list(spec.labels), chosen_epoch=opt.best["epoch"], selected_by=config.select_by,
                 selection_on_test=fold.selection_on_test,
                 n_train=len(train_idx), n_validation=len(val_idx), n_test=len(test_idx),
                 speed=speed_settings(config, device, spec.max_seconds), train_seconds=opt.seconds,

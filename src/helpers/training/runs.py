@@ -15,14 +15,15 @@ import platform
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..config import RunConfig, make_config
-from ..data.corpora import read_iemocap, read_manifest, validate_corpus
-from ..data.demo_corpus import DemoCorpusSettings, load_demo_corpus
+from ..data.corpora import CorpusError, validate_corpus
+from ..data.demo_corpus import DEMO_EMOTIONS, DemoCorpusSettings, load_demo_corpus
 from ..data.features import compute_features, data_fingerprint, feature_key, whisper_feature_extractor
 from ..data.protocols import Fold, make_folds, save_folds
 from ..io import atomic_csv, atomic_json, cache_root, fingerprint
@@ -35,32 +36,66 @@ from .frozen import cached_frozen_outputs
 from .loop import METRICS, train_fold
 from .metrics import summarize_folds
 
-__all__ = ["RunResults", "PreparedRun", "load_corpus", "fit_max_seconds", "run_dir_for", "prepare_run",
-           "run_features", "train_run_fold", "collect_run", "run_cross_validation"]
+__all__ = ["RunResults", "PreparedRun", "load_corpus", "corpus_classes", "fit_max_seconds", "run_dir_for",
+           "prepare_run", "run_features", "train_run_fold", "collect_run", "run_cross_validation"]
 
 logger = logging.getLogger(__name__)
 
 
 def load_corpus(config: RunConfig, *, cache_dir: str | Path | None = None) -> pd.DataFrame:
-    """The validated corpus `config.data` names: "demo", an IEMOCAP release folder or a CSV manifest."""
+    """The validated corpus `config.data` names ("demo", `name:/path`, a .csv manifest or a corpus folder; see
+    `helpers.data.public_corpora.read_corpus`) with `config.classes` and `config.label_map` applied.
+
+    `table.attrs["classes"]` is the run's class list, the model's output order: the config's, or for
+    `classes="all"` the reader's (classes without a clip left out and listed in `attrs["classes_without_clips"]`).
+    `attrs["label_map"]` is the map the reader applied; `dropped_labels`, `malformed`, `skipped`, ... say what was
+    left out. A listed class without any clip is an error naming the class.
+    """
     if config.data == "demo":
-        table = load_demo_corpus(DemoCorpusSettings(seed=config.demo_seed, n_speakers=config.demo_speakers,
-                                                    clips_per_speaker_emotion=config.demo_clips), cache_dir=cache_dir)
+        emotions = DEMO_EMOTIONS if config.every_class else config.classes
+        try:
+            settings = DemoCorpusSettings(seed=config.demo_seed, n_speakers=config.demo_speakers,
+                                          clips_per_speaker_emotion=config.demo_clips, emotions=tuple(emotions))
+        except ValueError as err:
+            raise CorpusError(f"classes={','.join(config.classes)} with data=demo: {err}") from None
+        table = load_demo_corpus(settings, cache_dir=cache_dir)
+        table.attrs.update(corpus="demo", classes=list(emotions), label_map={e: e for e in settings.emotions})
     else:
-        path = Path(config.data).expanduser()
-        if path.suffix.lower() == ".csv":
-            table = read_manifest(path)
-        elif path.is_dir():
-            table = read_iemocap(path)
+        from ..data.public_corpora import read_corpus
+
+        label_map = dict(config.label_map) if config.label_map else None
+        if config.every_class:  # the map's targets in their order, else every class the reader knows
+            table = read_corpus(config.data, label_map=label_map or "all",
+                                classes=tuple(dict.fromkeys(label_map.values())) if label_map else None)
         else:
-            raise FileNotFoundError(f"data={config.data!r} is neither 'demo', an existing IEMOCAP_full_release folder "
-                                    "nor a .csv manifest; pass -p data /path/to/IEMOCAP_full_release")
+            table = read_corpus(config.data, label_map=label_map, classes=config.classes)
+    classes = tuple(table.attrs["classes"]) if config.every_class else tuple(config.classes)
     dropped = table.attrs.get("dropped_labels")
     if dropped:
         logger.info("%s: %d rows left out because their label is not mapped to a class: %s", config.data,
                     sum(dropped.values()), dropped)
-    table, _ = validate_corpus(table, classes=EMOTIONS, on_bad=config.on_bad)
+    table, _ = validate_corpus(table, classes=classes, on_bad=config.on_bad)
+    present = set(table["label"])
+    empty = [c for c in classes if c not in present]
+    if empty and not config.every_class:
+        raise CorpusError(f"{config.data}: classes {empty} have no usable clip (labels after the map: "
+                          f"{sorted(present)}); leave them out of classes, or map labels to them with label_map")
+    if empty:
+        logger.info("%s: classes=all leaves out %s, which have no usable clip", config.data, empty)
+        classes = tuple(c for c in classes if c in present)
+        if len(classes) < 2:
+            raise CorpusError(f"{config.data}: only {list(classes)} have clips; a classifier needs two classes or "
+                              "more (check label_map)")
+    table.attrs.update(classes=list(classes), classes_without_clips=empty)
     return table
+
+
+def corpus_classes(table: pd.DataFrame) -> tuple[str, ...]:
+    """The class list `load_corpus` resolved for `table` (the model's output order)."""
+    classes = table.attrs.get("classes")
+    if not classes:
+        raise ValueError("this table carries no class list (attrs['classes']); read it with load_corpus")
+    return tuple(classes)
 
 
 def fit_max_seconds(durations, *, cap: int = 30) -> int:
@@ -69,15 +104,29 @@ def fit_max_seconds(durations, *, cap: int = 30) -> int:
 
 
 def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | None = None,
-                device_type: str | None = None) -> Path:
+                device_type: str | None = None, classes: Sequence[str] | None = None) -> Path:
     """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions
     (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
 
-    `max_folds` is left out: folds are independent, so runs that differ only in how many folds they train share
-    one directory and reuse each other's finished folds.
+    `classes` is the resolved class list (default: `config.classes`, which must then not be "all"); it, a
+    label_map and the speakers-k settings enter the hash only where they differ from the defaults every run had
+    before they existed, so cached runs of the paper's four classes keep their directories. `max_folds` is left
+    out: folds are independent, so runs that differ only in how many folds they train share one directory and
+    reuse each other's finished folds.
     """
-    defining = {k: v for k, v in asdict(config).items()
-                if k not in ("profile", "allow_download", "max_folds", "device")}  # the device type is hashed below
+    classes = tuple(config.classes if classes is None else classes)
+    if config.every_class and classes == tuple(config.classes):
+        raise ValueError("run_dir_for: config.classes is 'all'; pass the resolved classes (load_corpus's "
+                         "attrs['classes'])")
+    skip = ("profile", "allow_download", "max_folds", "device", "classes", "label_map", "folds_k",
+            "validation_speakers")  # the device type is hashed below, the class settings as the docstring says
+    defining = {k: v for k, v in asdict(config).items() if k not in skip}
+    if classes != EMOTIONS:
+        defining["classes"] = list(classes)
+    if config.label_map:
+        defining["label_map"] = [list(pair) for pair in config.label_map]
+    if config.protocol == "speakers-k":
+        defining["speakers_k"] = dict(k=config.folds_k, n_validation=config.validation_speakers)
     key = fingerprint([defining, data_key, device_type or resolve_device_type(config.device), library_versions(),
                        TRAINING_FORMAT])
     return cache_root(cache_dir) / "runs" / f"{config.mode}-{config.protocol}-{key}"
@@ -85,12 +134,13 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
 
 @dataclass
 class RunResults:
-    """Per-fold rows, the across-fold summary and where the files are."""
+    """Per-fold rows, the across-fold summary, the classes and where the files are."""
 
     run_dir: Path
     config: RunConfig
     folds: pd.DataFrame
     summary: pd.DataFrame
+    classes: tuple[str, ...]  # the model's output classes, in order (run.json)
 
     @classmethod
     def read(cls, run_dir: str | Path) -> "RunResults":
@@ -98,7 +148,15 @@ class RunResults:
         run_dir = Path(run_dir)
         config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v
                               for k, v in json.loads((run_dir / "config.json").read_text()).items()})
-        return cls(run_dir, config, pd.read_csv(run_dir / "folds.csv"), pd.read_csv(run_dir / "summary.csv"))
+        return cls(run_dir, config, pd.read_csv(run_dir / "folds.csv"), pd.read_csv(run_dir / "summary.csv"),
+                   _run_classes(run_dir))
+
+
+def _run_classes(run_dir: str | Path) -> tuple[str, ...]:
+    """The classes of the run in `run_dir`, from its run.json (a run prepared before classes were recorded there
+    trained the paper's four, the only classes there were)."""
+    info = json.loads((Path(run_dir) / "run.json").read_text())
+    return tuple(info.get("classes") or EMOTIONS)
 
 
 @dataclass
@@ -111,6 +169,11 @@ class PreparedRun:
     folds: list[Fold]
     max_seconds: int
     cache_dir: str | Path | None = None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The run's classes, the model's output order (resolved from the corpus by `load_corpus`)."""
+        return corpus_classes(self.table)
 
     def fold_done(self, fold_index: int) -> bool:
         return (self.run_dir / self.folds[fold_index].name / "result.json").is_file()
@@ -128,13 +191,14 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
     the cluster's GPUs); by default it is what `config.device` means here.
     """
     table = load_corpus(config, cache_dir=cache_dir)
+    classes = corpus_classes(table)
     max_seconds = config.max_seconds or fit_max_seconds(table["duration"])
     data_key = data_fingerprint(table)
     device_type = device_type or resolve_device_type(config.device)
-    run_dir = run_dir_for(config, data_key, cache_dir=cache_dir, device_type=device_type)
+    run_dir = run_dir_for(config, data_key, cache_dir=cache_dir, device_type=device_type, classes=classes)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_json(run_dir / "config.json", json.loads(config.to_json()))
-    folds = make_folds(table, config.protocol)
+    folds = make_folds(table, config.protocol, k=config.folds_k, n_validation=config.validation_speakers)
     folds = folds[:config.max_folds] if config.max_folds else folds
     save_folds(folds, run_dir / "folds.json")
     truncated = int((table["duration"] > max_seconds).sum())
@@ -144,6 +208,8 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
     atomic_json(run_dir / "run.json", dict(data_fingerprint=data_key, max_seconds=max_seconds,
                                             clips_cut_at_max_seconds=truncated,
                                             device=device_type, n_utterances=len(table),
+                                            classes=list(classes), corpus=table.attrs.get("corpus"),
+                                            label_map=table.attrs.get("label_map"),
                                             validation=table.attrs.get("validation"),
                                             dropped_labels=table.attrs.get("dropped_labels", {}),
                                             platform=platform.platform(), python=platform.python_version()))
@@ -184,10 +250,11 @@ def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
             inputs = None  # the head trains on the cached encoder outputs alone
         else:
             (inputs, _), frozen_out = run_features(run), None
-        spec = ModelSpec(source=config.model, labels=EMOTIONS, max_seconds=run.max_seconds,
+        classes = run.classes
+        spec = ModelSpec(source=config.model, labels=classes, max_seconds=run.max_seconds,
                          lora=config.lora if config.mode == "lora" else None)
         index_of = {u: i for i, u in enumerate(run.table["utterance"])}
-        labels = torch.tensor([EMOTIONS.index(label) for label in run.table["label"]])
+        labels = torch.tensor([classes.index(label) for label in run.table["label"]])
         fold_dir.mkdir(exist_ok=True)
         result = train_fold(config, fold, fold_index, fold_dir, spec, index_of, labels, inputs, frozen_out, device,
                             cache_dir=run.cache_dir)
@@ -216,7 +283,7 @@ def collect_run(run: PreparedRun) -> RunResults:
     all_rows, all_summary = _tables(sorted(everything, key=lambda r: r["fold_index"]))
     atomic_csv(run.run_dir / "folds.csv", all_rows)
     atomic_csv(run.run_dir / "summary.csv", all_summary)
-    return RunResults(run.run_dir, run.config, rows, summary)
+    return RunResults(run.run_dir, run.config, rows, summary, run.classes)
 
 
 def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None = None,
@@ -229,7 +296,7 @@ def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None 
 
 
 def _tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    skip = ("history", "test_confusion", "speed")
+    skip = ("history", "test_confusion", "speed", "classes")
     rows = pd.DataFrame([{k: v for k, v in r.items() if k not in skip} for r in results])
     summary = pd.DataFrame([dict(metric=m, **summarize_folds(rows[f"test_{m}"])) for m in METRICS])
     return rows, summary
