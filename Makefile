@@ -7,12 +7,14 @@ PROFILE ?= demo
 DATA    ?=
 MODEL   ?=
 # other corpora and classes (README, "Other corpora"): e.g. DATA=ravdess:/data/ravdess PROTOCOL=speakers-k CLASSES=all
+# LEVEL=peak or LEVEL=loudness normalises each clip's level before the log-mel (default: as recorded)
 CLASSES   ?=
 LABEL_MAP ?=
 PROTOCOL  ?=
+LEVEL     ?=
 BOOK_ARGS := --profile $(PROFILE) $(if $(DATA),-p data $(DATA)) $(if $(MODEL),-p model $(MODEL)) \
 	$(if $(CLASSES),-p classes $(CLASSES)) $(if $(LABEL_MAP),-p label_map $(LABEL_MAP)) \
-	$(if $(PROTOCOL),-p protocol $(PROTOCOL))
+	$(if $(PROTOCOL),-p protocol $(PROTOCOL)) $(if $(LEVEL),-p level $(LEVEL))
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 

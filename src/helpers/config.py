@@ -12,6 +12,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from .data.levels import LEVEL_METHODS
 from .data.protocols import PROTOCOLS
 from .io import parse_list
 from .labels import EMOTIONS
@@ -116,6 +117,9 @@ class RunConfig:
     validation_speakers: int = _setting(2, "protocol speakers-k: validation speakers per fold, from the next group")
     mode: Mode = _setting("lora", "lora: LoRA + projector + classifier; frozen: projector + classifier on cached "
                                   "frozen-encoder outputs", choices=("lora", "frozen"))
+    level: str = _setting("none", "clip level before the log-mel: none (as recorded; the official code), peak (each "
+                                  "clip's peak at -1 dBFS), loudness (each clip's active-speech RMS at -23 dBFS)",
+                          choices=LEVEL_METHODS)
     max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits the longest clip")
     rank: int = _setting(_LORA.rank, "LoRA rank r")
     alpha: int = _setting(_LORA.alpha, "LoRA alpha (the update is scaled by alpha / r)")

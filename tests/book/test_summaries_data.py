@@ -57,6 +57,28 @@ def test_corpus_summary_of_the_demo_says_nothing_was_left_out():
     assert "None needed" in text and "Left out.** Nothing" in text and "all 12 passed validation" in text
 
 
+def test_corpus_summary_measures_clip_levels_and_names_the_level_setting(tmp_path):
+    """Two clips 30 dB apart: their peaks span 0.9 x 30 dB between the 5th and 95th percentiles."""
+    import numpy as np
+    import soundfile as sf
+
+    from helpers.book.summaries import corpus_summary
+
+    tone = np.sin(2 * np.pi * 220 * np.arange(16000) / 16000).astype(np.float32)
+    paths = []
+    for i, gain in enumerate((0.5, 0.5 * 10 ** (-30 / 20))):
+        paths.append(str(tmp_path / f"c{i}.wav"))
+        sf.write(paths[-1], gain * tone, 16000, subtype="FLOAT")
+    table = _corpus(["anger", "sadness"], corpus="demo", source="demo corpus", classes=["anger", "sadness"],
+                    label_map={}, dropped_labels={}, level="peak")
+    table["path"] = paths
+    text = corpus_summary(table)
+    assert "clip peaks span 27.0 dB" in text and "-34.5 to -7.5 dBFS" in text
+    assert "`level=peak`" in text
+    table.attrs.update(level="none")
+    assert "official code's choice" in corpus_summary(table)
+
+
 def test_corpus_summary_lists_the_map_and_everything_dropped():
     from helpers.book.summaries import corpus_summary
 

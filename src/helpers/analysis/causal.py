@@ -156,7 +156,8 @@ def fold_interventions(lora_run: RunResults, frozen_run: RunResults, *, fold_ind
     classes = lora_run.classes
     test = _split_table(lora_run, fold, settings.split)
     train = _split_table(lora_run, fold, "train", settings.probe_per_class, settings.seed)
-    x, x_train = compute_features(test, extractor), compute_features(train, extractor)
+    level = lora_run.config.level
+    x, x_train = compute_features(test, extractor, level=level), compute_features(train, extractor, level=level)
     bs = settings.batch_size
     n_layers = lora.config.encoder_layers
     q = top_quarter(n_layers)

@@ -98,7 +98,7 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
                                           allow_download=run.config.allow_download)
         if features is None:
             extractor = whisper_feature_extractor(model.config, spec.max_seconds)
-            features = compute_features(table, extractor, cache_dir=cache_dir)
+            features = compute_features(table, extractor, level=lora_run.config.level, cache_dir=cache_dir)
         dropout = settings.untrained_dropout and kind == "untrained-official"
         n_speech = speech_frames(table["duration"], features.shape[-1] // 2)
         trace = trace_model(model, features, labels, n_speech, batch_size=settings.batch_size,

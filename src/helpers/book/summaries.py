@@ -71,6 +71,7 @@ def corpus_summary(table: pd.DataFrame) -> str:
             by_target.setdefault(target, []).append(str(raw))
         lines.append("- **Label map applied** (corpus label → class): "
                      + "; ".join(f"{', '.join(raws)} → {target}" for target, raws in by_target.items()) + ".")
+    lines.append(_level_line(table))
     left = left_out_table(table)
     dropped = left[left["left_out"]] if len(left) else left
     checked = (attrs.get("validation") or {}).get("checked")
@@ -82,6 +83,28 @@ def corpus_summary(table: pd.DataFrame) -> str:
         lines.append(f"- **Left out.** {int(dropped['count'].sum()) if len(dropped) else 0} item(s) in all, by "
                      "reason (listed in the table below): " + "; ".join(parts) + ".")
     return "\n".join(lines)
+
+
+def _level_line(table: pd.DataFrame) -> str:
+    """The corpus account's line on clip levels: the `level` setting and the spread of peak levels it meets."""
+    from ..data.corpora import load_audio
+    from ..data.levels import peak_dbfs
+
+    level = table.attrs.get("level", "none")
+    if "path" in table and len(table):
+        sample = table.sample(n=min(len(table), 200), random_state=0)
+        peaks = np.array([peak_dbfs(load_audio(p)) for p in sample["path"]])
+        low, mid, high = np.percentile(peaks, [5, 50, 95])
+        spread = (f"clip peaks span {high - low:.1f} dB (5th to 95th percentile of {len(sample)} clips, "
+                  f"{low:.1f} to {high:.1f} dBFS, median {mid:.1f})")
+    else:
+        spread = "clip levels were not measured (the table names no audio files)"
+    meaning = {"none": "clips enter the log-mel as recorded (`level=none`, the official code's choice), and "
+                       "Whisper's log-mel features are not level-invariant",
+               "peak": "each clip is scaled so its peak is at -1 dBFS before the log-mel (`level=peak`)",
+               "loudness": "each clip is scaled so its active-speech RMS is at -23 dBFS before the log-mel "
+                           "(`level=loudness`)"}[level]
+    return f"- **Level.** As read, {spread}; {meaning}."
 
 
 def data_summary(prosody: pd.DataFrame, baseline: np.ndarray, *, features, fold_names, n_classes: int) -> str:

@@ -1,5 +1,5 @@
 """Log-mel features: the Whisper feature extractor for an input length, extraction, and the per-corpus cache
-keyed by the corpus content and the extractor's settings."""
+keyed by the corpus content, the clip level normalisation and the extractor's settings."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..io import atomic_tensors, cache_root, fingerprint
 from ..labels import SAMPLE_RATE
 from ..progress import progress
 from .corpora import load_audio
+from .levels import normalise_level
 
 __all__ = ["input_frames", "whisper_feature_extractor", "extract_features", "data_fingerprint", "feature_key",
            "compute_features"]
@@ -54,25 +55,29 @@ def data_fingerprint(table: pd.DataFrame) -> str:
     return fingerprint([cols, sizes, np.round(table["duration"].to_numpy(), 4).tolist()])
 
 
-def feature_key(table: pd.DataFrame, extractor) -> str:
-    """What the log-mel features of `table` depend on: the corpus content and the extractor's settings."""
-    return fingerprint([data_fingerprint(table), extractor.to_dict()])
+def feature_key(table: pd.DataFrame, extractor, level: str = "none") -> str:
+    """What the log-mel features of `table` depend on: the corpus content, the level normalisation and the
+    extractor's settings (`level="none"` is left out of the hash, so features cached before the setting existed
+    keep their key)."""
+    parts = [data_fingerprint(table), extractor.to_dict()]
+    return fingerprint(parts if level == "none" else parts + [f"level={level}"])
 
 
-def compute_features(table: pd.DataFrame, extractor, *, cache_dir: str | Path | None = None,
+def compute_features(table: pd.DataFrame, extractor, *, level: str = "none", cache_dir: str | Path | None = None,
                      load: bool = True) -> torch.Tensor | None:
     """Log-mel features of every utterance, (N, n_mels, frames), computed once and cached as safetensors.
 
+    Each clip's level is first normalised by `level` (none | peak | loudness, `levels.normalise_level`).
     `load=False` only makes sure the cache file exists (a sweep driver prepares it for its workers).
     """
     from safetensors.torch import load_file
 
-    path = cache_root(cache_dir) / "features" / f"{feature_key(table, extractor)}.safetensors"
+    path = cache_root(cache_dir) / "features" / f"{feature_key(table, extractor, level)}.safetensors"
     if path.is_file():
         return load_file(path)["features"] if load else None
     chunks = []
     for start in progress(range(0, len(table), 32), desc="features", unit="batch", leave=False):
-        waves = [load_audio(p) for p in table["path"].iloc[start:start + 32]]
+        waves = [normalise_level(load_audio(p), level) for p in table["path"].iloc[start:start + 32]]
         chunks.append(extract_features(waves, extractor))
     features = torch.cat(chunks)
     atomic_tensors(path, {"features": features})

@@ -49,7 +49,8 @@ def load_corpus(config: RunConfig, *, cache_dir: str | Path | None = None) -> pd
     `table.attrs["classes"]` is the run's class list, the model's output order: the config's, or for
     `classes="all"` the reader's (classes without a clip left out and listed in `attrs["classes_without_clips"]`).
     `attrs["label_map"]` is the map the reader applied; `dropped_labels`, `malformed`, `skipped`, ... say what was
-    left out. A listed class without any clip is an error naming the class.
+    left out; `attrs["level"]` the level normalisation the features will apply. A listed class without any clip
+    is an error naming the class.
     """
     if config.data == "demo":
         emotions = DEMO_EMOTIONS if config.every_class else config.classes
@@ -86,7 +87,7 @@ def load_corpus(config: RunConfig, *, cache_dir: str | Path | None = None) -> pd
         if len(classes) < 2:
             raise CorpusError(f"{config.data}: only {list(classes)} have clips; a classifier needs two classes or "
                               "more (check label_map)")
-    table.attrs.update(classes=list(classes), classes_without_clips=empty)
+    table.attrs.update(classes=list(classes), classes_without_clips=empty, level=config.level)
     return table
 
 
@@ -109,22 +110,24 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
     (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
 
     `classes` is the resolved class list (default: `config.classes`, which must then not be "all"); it, a
-    label_map and the speakers-k settings enter the hash only where they differ from the defaults every run had
-    before they existed, so cached runs of the paper's four classes keep their directories. `max_folds` is left
-    out: folds are independent, so runs that differ only in how many folds they train share one directory and
-    reuse each other's finished folds.
+    label_map, a level normalisation and the speakers-k settings enter the hash only where they differ from the
+    defaults every run had before they existed, so cached runs of the paper's four classes keep their directories.
+    `max_folds` is left out: folds are independent, so runs that differ only in how many folds they train share one
+    directory and reuse each other's finished folds.
     """
     classes = tuple(config.classes if classes is None else classes)
     if config.every_class and classes == tuple(config.classes):
         raise ValueError("run_dir_for: config.classes is 'all'; pass the resolved classes (load_corpus's "
                          "attrs['classes'])")
     skip = ("profile", "allow_download", "max_folds", "device", "classes", "label_map", "folds_k",
-            "validation_speakers")  # the device type is hashed below, the class settings as the docstring says
+            "validation_speakers", "level")  # the device type is hashed below, the others as the docstring says
     defining = {k: v for k, v in asdict(config).items() if k not in skip}
     if classes != EMOTIONS:
         defining["classes"] = list(classes)
     if config.label_map:
         defining["label_map"] = [list(pair) for pair in config.label_map]
+    if config.level != "none":
+        defining["level"] = config.level
     if config.protocol == "speakers-k":
         defining["speakers_k"] = dict(k=config.folds_k, n_validation=config.validation_speakers)
     key = fingerprint([defining, data_key, device_type or resolve_device_type(config.device), library_versions(),
@@ -206,7 +209,7 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
         logger.info("max_seconds=%d: %d of %d clips are longer and are cut at that length", max_seconds, truncated,
                     len(table))
     atomic_json(run_dir / "run.json", dict(data_fingerprint=data_key, max_seconds=max_seconds,
-                                            clips_cut_at_max_seconds=truncated,
+                                            clips_cut_at_max_seconds=truncated, level=config.level,
                                             device=device_type, n_utterances=len(table),
                                             classes=list(classes), corpus=table.attrs.get("corpus"),
                                             label_map=table.attrs.get("label_map"),
@@ -226,8 +229,8 @@ def run_features(run: PreparedRun, *, load: bool = True) -> tuple[torch.Tensor |
     source = resolve_whisper_source(run.config.model, allow_download=run.config.allow_download,
                                     cache_dir=run.cache_dir)
     extractor = whisper_feature_extractor(WhisperConfig.from_pretrained(source), run.max_seconds)
-    features = compute_features(run.table, extractor, cache_dir=run.cache_dir, load=load)
-    return features, feature_key(run.table, extractor)
+    features = compute_features(run.table, extractor, level=run.config.level, cache_dir=run.cache_dir, load=load)
+    return features, feature_key(run.table, extractor, run.config.level)
 
 
 def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
