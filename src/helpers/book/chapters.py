@@ -28,15 +28,16 @@ __all__ = ["CAUSAL_DEFAULTS", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_S
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
+                     "cpu-real": AnalysisSettings(),
                      "paper": AnalysisSettings(split="validation", per_class=25, lora_frames=50)}
 # training seeds of the main LoRA/frozen pair that every verdict's interval spans; the first seed runs every fold,
 # the others the first SEED_FOLDS folds (0 = all): the demo's 15-minute budget allows 4 + 2 + 2 fold runs
-ANALYSIS_SEEDS = {"smoke": (42,), "demo": (42, 43, 44), "paper": (42,)}
-SEED_FOLDS = {"smoke": 0, "demo": 2, "paper": 0}
+ANALYSIS_SEEDS = {"smoke": (42,), "demo": (42, 43, 44), "cpu-real": (42, 43, 44), "paper": (42,)}
+SEED_FOLDS = {"smoke": 0, "demo": 2, "cpu-real": 1, "paper": 0}
 # the protocol comparison: which protocols, and how many folds each beyond the main one (0 = all)
 PROTOCOLS = {"smoke": ("dialog", "speaker", "session"), "demo": ("dialog", "speaker"),
-             "paper": ("dialog", "speaker", "session")}
-PROTOCOL_FOLDS = {"smoke": 2, "demo": 1, "paper": 0}
+             "cpu-real": ("dialog", "speaker"), "paper": ("dialog", "speaker", "session")}
+PROTOCOL_FOLDS = {"smoke": 2, "demo": 1, "cpu-real": 1, "paper": 0}
 
 
 def parse_ranks(ranks) -> tuple[int, ...]:
@@ -275,6 +276,7 @@ def rank_evidence_for(rank_set: dict, *, definition: str = "lora_a", frames: str
 
 CAUSAL_DEFAULTS = {"smoke": CausalSettings(batch_size=16, random_sets=4, probe_per_class=10),
                    "demo": CausalSettings(batch_size=32, probe_per_class=30),
+                   "cpu-real": CausalSettings(batch_size=16, probe_per_class=30),
                    "paper": CausalSettings(batch_size=8, probe_per_class=100)}
 
 

@@ -110,17 +110,17 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
     (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
 
     `classes` is the resolved class list (default: `config.classes`, which must then not be "all"); it, a
-    label_map, a level normalisation and the speakers-k settings enter the hash only where they differ from the
-    defaults every run had before they existed, so cached runs of the paper's four classes keep their directories.
-    `max_folds` is left out: folds are independent, so runs that differ only in how many folds they train share one
-    directory and reuse each other's finished folds.
+    label_map, a level normalisation, a fitting cap and the speakers-k settings enter the hash only where they
+    differ from the defaults every run had before they existed, so cached runs of the paper's four classes keep
+    their directories. `max_folds` is left out: folds are independent, so runs that differ only in how many folds
+    they train share one directory and reuse each other's finished folds.
     """
     classes = tuple(config.classes if classes is None else classes)
     if config.every_class and classes == tuple(config.classes):
         raise ValueError("run_dir_for: config.classes is 'all'; pass the resolved classes (load_corpus's "
                          "attrs['classes'])")
     skip = ("profile", "allow_download", "max_folds", "device", "classes", "label_map", "folds_k",
-            "validation_speakers", "level")  # the device type is hashed below, the others as the docstring says
+            "validation_speakers", "level", "fit_seconds_cap")  # device type: hashed below; others: see docstring
     defining = {k: v for k, v in asdict(config).items() if k not in skip}
     if classes != EMOTIONS:
         defining["classes"] = list(classes)
@@ -128,6 +128,8 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
         defining["label_map"] = [list(pair) for pair in config.label_map]
     if config.level != "none":
         defining["level"] = config.level
+    if config.fit_seconds_cap != 30:
+        defining["fit_seconds_cap"] = config.fit_seconds_cap
     if config.protocol == "speakers-k":
         defining["speakers_k"] = dict(k=config.folds_k, n_validation=config.validation_speakers)
     key = fingerprint([defining, data_key, device_type or resolve_device_type(config.device), library_versions(),
@@ -195,7 +197,7 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
     """
     table = load_corpus(config, cache_dir=cache_dir)
     classes = corpus_classes(table)
-    max_seconds = config.max_seconds or fit_max_seconds(table["duration"])
+    max_seconds = config.max_seconds or fit_max_seconds(table["duration"], cap=config.fit_seconds_cap)
     data_key = data_fingerprint(table)
     device_type = device_type or resolve_device_type(config.device)
     run_dir = run_dir_for(config, data_key, cache_dir=cache_dir, device_type=device_type, classes=classes)
