@@ -19,6 +19,7 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from ..errors import UserError
 from ..labels import EMOTIONS, SAMPLE_RATE
 
 __all__ = [
@@ -46,7 +47,7 @@ _IEMOCAP_LINE = re.compile(r"^\[(?P<start>[\d.]+) - (?P<end>[\d.]+)\]\t(?P<utt>\
 _UTTERANCE_ID = re.compile(r"^(?P<session>Ses\d\d)(?P<lead>[FM])_(?P<script>.+)_(?P<gender>[FM])\d+$")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus that cannot be used as it is; the message lists every problem found and how to proceed."""
 
 
