@@ -31,9 +31,11 @@ from ..models.weights import resolve_whisper_source
 from ..progress import progress
 from .runs import PreparedRun, RunResults, collect_run, prepare_run, run_features, train_run_fold
 
-__all__ = ["SweepSpec", "FoldTask", "SweepReport", "plan_sweep", "run_fold_task", "run_sweep", "EXECUTORS"]
+__all__ = ["SweepSpec", "FoldTask", "SweepReport", "plan_sweep", "run_fold_task", "run_sweep", "EXECUTORS",
+           "ray_usage_stats_off"]
 
 EXECUTORS = ("local", "ray")
+RAY_USAGE_STATS = "RAY_USAGE_STATS_ENABLED"  # Ray's switch for its usage statistics, sent over the network
 logger = logging.getLogger(__name__)
 
 
@@ -283,11 +285,20 @@ def _run_local(runs, todo, status: _Status, retries: int, task) -> None:
         bar.set_postfix(status.counts())
 
 
+def ray_usage_stats_off() -> str:
+    """Turn Ray's usage statistics off (`RAY_USAGE_STATS_ENABLED=0`) unless the user set that variable; returns
+    its value. Ray reads it when it starts, and its workers inherit it: on by default, a local sweep would try to
+    reach Ray's servers a minute in, though a local run needs no network."""
+    return os.environ.setdefault(RAY_USAGE_STATS, "0")
+
+
 def _connect_ray(address: str | None) -> bool:
     """Connect to the Ray cluster at `address` ("auto" = the one `ray start` made here), or start a local one.
 
-    Returns whether this call started Ray (and so should shut it down).
+    Returns whether this call started Ray (and so should shut it down). Ray's usage statistics are turned off first
+    (`ray_usage_stats_off`), so a local sweep makes no network attempt.
     """
+    ray_usage_stats_off()
     try:
         import ray
     except ImportError as err:
