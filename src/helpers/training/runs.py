@@ -74,7 +74,7 @@ def load_corpus(config: RunConfig, *, cache_dir: str | Path | None = None) -> pd
     if dropped:
         logger.info("%s: %d rows left out because their label is not mapped to a class: %s", config.data,
                     sum(dropped.values()), dropped)
-    table, _ = validate_corpus(table, classes=classes, on_bad=config.on_bad)
+    table, _ = validate_corpus(table, classes=classes, on_bad=config.on_bad, cache_dir=cache_dir)
     present = set(table["label"])
     empty = [c for c in classes if c not in present]
     if empty and not config.every_class:
