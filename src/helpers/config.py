@@ -208,7 +208,8 @@ class RunConfig:
                                         low=1)
     mode: Mode = _setting("lora", "lora: LoRA + projector + classifier; frozen: projector + classifier on cached "
                                   "frozen-encoder outputs", choices=("lora", "frozen"))
-    max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits the longest clip",
+    max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits 99% of the "
+                                   "clips (their 99th percentile, rounded up; longer clips are cut and counted)",
                                 low=0, high=30)
     rank: int = _setting(_LORA.rank, "LoRA rank r", low=1)
     alpha: int = _setting(_LORA.alpha, "LoRA alpha (the update is scaled by alpha / r)", low=1)
