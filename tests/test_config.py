@@ -291,3 +291,20 @@ def test_cli_prints_user_errors_on_one_line_and_keeps_tracebacks_for_bugs(tmp_pa
     monkeypatch.setattr(cli, "_settings", bug)
     with pytest.raises(KeyError):  # not a user error: the traceback stays
         cli.main(["settings"])
+
+
+def test_a_corpus_the_protocol_cannot_split_is_a_one_line_error(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from helpers import __main__ as cli
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sf.write(tmp_path / f"{i}.wav", (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+    (tmp_path / "m.csv").write_text("path,label,speaker\n0.wav,anger,a\n1.wav,sadness,a\n2.wav,anger,b\n"
+                                    "3.wav,sadness,b\n")
+    assert cli.main(["train", "--profile", "smoke", "--data", str(tmp_path / "m.csv"), "--classes", "anger,sadness",
+                     "--protocol", "speaker", "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err == ("error: protocol 'speaker' needs at least 3 speakers (train, validation, "
+                                       "test); found ['a', 'b']\n")
