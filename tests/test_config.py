@@ -308,3 +308,15 @@ def test_a_corpus_the_protocol_cannot_split_is_a_one_line_error(tmp_path, capsys
                      "--protocol", "speaker", "--cache-dir", str(tmp_path / "cache")]) == 2
     assert capsys.readouterr().err == ("error: protocol 'speaker' needs at least 3 speakers (train, validation, "
                                        "test); found ['a', 'b']\n")
+
+
+def test_the_book_driver_refuses_bad_settings_before_any_chapter_runs(capsys):
+    from helpers.book.build import main, settings_problem
+
+    assert settings_problem("demo", {"epochs": 3, "ranks": "8,32"}) == ""  # chapter-only parameters are not settings
+    assert settings_problem("demo", {"seed": "abc"}).startswith("RunConfig.seed='abc' is not a whole number")
+    with pytest.raises(SystemExit) as exit_:
+        main(["-p", "epochs", "2.5", "--chapter", "finetuning"])
+    assert exit_.value.code == 2
+    assert "error: RunConfig.epochs=2.5 is not a whole number; give a whole number of at least 1" in \
+        capsys.readouterr().err
