@@ -42,16 +42,16 @@ def parse_classes(value: Any) -> tuple[str, ...]:
     names = parse_list(value, str, name="classes")
     if not names:
         raise ConfigError(f"RunConfig.classes={value!r} names no class; give comma-separated class names such as "
-                         f"{_CLASSES_EXAMPLE}, or 'all' for every class of the corpus")
+                          f"{_CLASSES_EXAMPLE}, or 'all' for every class of the corpus")
     if "all" in names:
         raise ConfigError(f"RunConfig.classes={value!r}: 'all' stands alone (every class of the corpus); give it "
-                         "alone or list the classes")
+                          "alone or list the classes")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"RunConfig.classes={value!r} repeats {repeated}; list each class once")
     if len(names) < 2:
         raise ConfigError(f"RunConfig.classes={value!r}: a classifier needs at least two classes; add more, e.g. "
-                         f"{_CLASSES_EXAMPLE}")
+                          f"{_CLASSES_EXAMPLE}")
     return names
 
 
@@ -68,7 +68,7 @@ def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
             raw, sep, target = item.partition("=")
             if not sep or "=" in target:
                 raise ConfigError(f"RunConfig.label_map item {item.strip()!r} is not raw=class; write the map as "
-                                 f"comma-separated raw=class pairs, e.g. {_LABEL_MAP_EXAMPLE}")
+                                  f"comma-separated raw=class pairs, e.g. {_LABEL_MAP_EXAMPLE}")
             pairs.append((raw, target))
     elif isinstance(value, dict):
         pairs = list(value.items())
@@ -76,19 +76,19 @@ def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
         pairs = [tuple(p) for p in value]
     else:
         raise ConfigError(f"RunConfig.label_map={value!r}: give raw=class pairs such as {_LABEL_MAP_EXAMPLE}, a dict "
-                         "or None (the reader's default map)")
+                          "or None (the reader's default map)")
     pairs = [(str(raw).strip(), str(target).strip()) for raw, target in pairs]
     for raw, target in pairs:
         if not raw or not target:
             raise ConfigError(f"RunConfig.label_map item {raw}={target} has an empty side; write each pair as "
-                             f"raw=class, e.g. {_LABEL_MAP_EXAMPLE}")
+                              f"raw=class, e.g. {_LABEL_MAP_EXAMPLE}")
     raws = [raw for raw, _ in pairs]
     repeated = sorted({r for r in raws if raws.count(r) > 1})
     if repeated:
         raise ConfigError(f"RunConfig.label_map maps {repeated} more than once; map each raw label to one class")
     if not pairs:
         raise ConfigError(f"RunConfig.label_map={value!r} holds no pair; give raw=class pairs such as "
-                         f"{_LABEL_MAP_EXAMPLE}, or leave it unset for the reader's default map")
+                          f"{_LABEL_MAP_EXAMPLE}, or leave it unset for the reader's default map")
     return tuple(pairs)
 
 
@@ -270,19 +270,19 @@ class RunConfig:
             return
         if self.data == "demo":
             raise ConfigError("RunConfig.label_map applies to corpora read from disk; the demo corpus synthesises "
-                             "the classes in `classes` directly: drop label_map, or set classes (e.g. "
-                             f"classes={_CLASSES_EXAMPLE})")
+                              "the classes in `classes` directly: drop label_map, or set classes (e.g. "
+                              f"classes={_CLASSES_EXAMPLE})")
         if self.classes == CLASSES_ALL:
             return
         targets = [target for _, target in self.label_map]
         outside = [f"{raw}={target}" for raw, target in self.label_map if target not in self.classes]
         if outside:
             raise ConfigError(f"RunConfig.label_map maps {', '.join(outside)}, but classes={','.join(self.classes)}; "
-                             "add those classes to classes (or classes=all), or map those labels to one of them")
+                              "add those classes to classes (or classes=all), or map those labels to one of them")
         unreached = [c for c in self.classes if c not in targets]
         if unreached:
             raise ConfigError(f"RunConfig.classes lists {unreached}, but label_map maps no label to them; map labels "
-                             f"to them (e.g. raw={unreached[0]}) or leave them out of classes")
+                              f"to them (e.g. raw={unreached[0]}) or leave them out of classes")
 
     @property
     def every_class(self) -> bool:
