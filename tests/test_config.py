@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import PROFILES, RunConfig, make_config, settings_table
+from helpers.config import PROFILES, RunConfig, make_config, setting_from_text, setting_help, settings_table
 from helpers.models.lora import ATTENTION_PROJECTIONS, LoraSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,7 @@ def test_a_label_map_for_the_demo_corpus_is_refused_with_the_alternative():
         make_config("demo", label_map="a=anger")
 
 
-@pytest.mark.parametrize("field, value", [("folds_k", 1), ("folds_k", "3"), ("folds_k", True),
+@pytest.mark.parametrize("field, value", [("folds_k", 1), ("folds_k", "three"), ("folds_k", True),
                                           ("validation_speakers", 0), ("validation_speakers", 1.5)])
 def test_speakers_k_settings_are_whole_numbers_in_range(field, value):
     with pytest.raises(ValueError, match=f"RunConfig.{field}"):
@@ -189,3 +189,134 @@ def test_run_config_json_round_trip_keeps_classes_and_label_map():
     config = make_config("paper", data="c.csv", classes="neutral,anger", label_map="neu=neutral,ang=anger")
     data = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(config.to_json()).items()}
     assert RunConfig(**data) == config  # how RunResults.read rebuilds it
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Settings typed once (issue 20): Python, the CLI and papermill go through one validation, before any work starts
+
+
+BAD_SETTINGS = [  # (setting, value as Python or papermill hands it, what the refusal says)
+    ("epochs", 2.5, "is not a whole number"), ("epochs", "2.5", "is not a whole number"),
+    ("seed", "abc", "is not a whole number"), ("max_folds", -1, "is out of range"),
+    ("max_folds", "-1", "is out of range"), ("max_folds", 1.5, "is not a whole number"),
+    ("batch_size", 0, "is out of range"), ("demo_clips", 0, "is out of range"), ("seed", -3, "is out of range"),
+    ("max_seconds", 31, "is out of range"), ("lr", 0, "is out of range"), ("lr", "fast", "is not a number"),
+    ("lr", float("nan"), "is not a number"), ("epochs", True, "is not a whole number"),
+    ("compile", "ture", "is not a boolean"), ("tf32", "flase", "is not a boolean"), ("tf32", "on", "is not a boolean"),
+    ("compile", 2, "is not a boolean"),
+]
+
+
+@pytest.mark.parametrize("name, value, words", BAD_SETTINGS)
+def test_bad_settings_are_refused_naming_the_setting_the_value_and_the_fix(name, value, words):
+    from helpers.errors import ConfigError, UserError
+
+    with pytest.raises(ConfigError) as err:
+        make_config("smoke", **{name: value})
+    message = str(err.value)
+    assert message.startswith(f"RunConfig.{name}={value!r} {words}; give "), message
+    assert setting_help(name)[:30] in message  # the fix says what the setting means
+    assert isinstance(err.value, UserError) and isinstance(err.value, ValueError)
+
+
+def test_settings_given_as_text_are_typed_like_python_values():
+    config = make_config("smoke", epochs="3", seed=" 7", max_folds=3.0, compile="TRUE", tf32="no", lr="1e-3",
+                         allow_download=1, dropout=0)
+    assert (config.epochs, config.seed, config.max_folds) == (3, 7, 3)
+    assert all(type(v) is int for v in (config.epochs, config.seed, config.max_folds))
+    assert (config.compile, config.tf32, config.allow_download) == (True, False, True)
+    assert config.lr == 1e-3 and type(config.dropout) is float
+    assert config == make_config("smoke", epochs=3, seed=7, max_folds=3, compile=True, tf32=False, lr=1e-3,
+                                 allow_download=True, dropout=0.0)
+    for text, value in (("yes", True), ("No", False), ("1", True), ("0", False), ("False", False)):
+        assert setting_from_text("compile", text) is value
+    assert setting_from_text("model", " tiny.en") == " tiny.en"  # text settings are their fields' to parse
+
+
+def test_papermill_parameters_are_refused_before_any_work(monkeypatch):
+    """`papermill -p epochs 2.5` etc. reach the chapter's `setup` (make_config) as papermill types them: each is
+    refused there, in the chapter's first cell."""
+    import papermill.cli
+    from click.testing import CliRunner
+
+    from helpers.errors import ConfigError
+
+    words = ["in.ipynb", "out.ipynb", "-p", "epochs", "2.5", "-p", "seed", "abc", "-p", "max_folds", "1.5",
+             "-p", "compile", "ture", "-p", "tf32", "flase", "-p", "max_folds", "-1"]
+    seen = {}
+    monkeypatch.setattr(papermill.cli, "execute_notebook", lambda **kwargs: seen.update(kwargs))
+    assert CliRunner().invoke(papermill.cli.papermill, words).exit_code == 0
+    passed = seen["parameters"]
+    assert passed["max_folds"] == -1  # the last -p wins
+    for name, value in passed.items():
+        with pytest.raises(ConfigError, match=rf"RunConfig\.{name}="):
+            make_config("demo", **{name: value})
+    with pytest.raises(ConfigError, match="not a whole number"):
+        make_config("demo", max_folds=1.5)
+
+
+def test_cli_refuses_bad_settings_naming_the_flag_or_setting(capsys):
+    from helpers import __main__ as cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--epochs", "2.5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --epochs: RunConfig.epochs='2.5' is not a whole number; give a whole number of at least 1" in err
+    assert cli.main(["train", "--max-folds", "-1"]) == 2  # typed by the flag, bounded by the config, before work
+    assert "error: RunConfig.max_folds=-1 is out of range" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--tf32", "flase"])
+    assert "RunConfig.tf32='flase' is not a boolean" in capsys.readouterr().err
+
+
+def test_cli_prints_user_errors_on_one_line_and_keeps_tracebacks_for_bugs(tmp_path, capsys, monkeypatch):
+    from helpers import __main__ as cli
+    from helpers.data.corpora import CorpusError
+    from helpers.errors import UserError
+
+    missing = tmp_path / "nope.csv"
+    assert cli.main(["corpus", "--manifest", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: manifest {missing} does not exist\n"  # one line, no traceback
+    with pytest.raises(CorpusError):  # --debug: the traceback too, before or after the command
+        cli.main(["corpus", "--debug", "--manifest", str(missing)])
+    with pytest.raises(CorpusError):
+        cli.main(["--debug", "corpus", "--manifest", str(missing)])
+    assert issubclass(CorpusError, UserError) and issubclass(CorpusError, ValueError)
+
+    def bug(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "_settings", bug)
+    with pytest.raises(KeyError):  # not a user error: the traceback stays
+        cli.main(["settings"])
+
+
+def test_a_corpus_the_protocol_cannot_split_is_a_one_line_error(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from helpers import __main__ as cli
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        sf.write(tmp_path / f"{i}.wav", (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+    (tmp_path / "m.csv").write_text("path,label,speaker\n0.wav,anger,a\n1.wav,sadness,a\n2.wav,anger,b\n"
+                                    "3.wav,sadness,b\n")
+    assert cli.main(["train", "--profile", "smoke", "--data", str(tmp_path / "m.csv"), "--classes", "anger,sadness",
+                     "--protocol", "speaker", "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err == ("error: protocol 'speaker' needs at least 3 speakers (train, validation, "
+                                       "test); found ['a', 'b']\n")
+
+
+def test_the_book_driver_refuses_bad_settings_before_any_chapter_runs(capsys):
+    from helpers.book.build import main, settings_problem
+
+    assert settings_problem("demo", {"epochs": 3, "ranks": "8,32"}) == ""  # chapter-only parameters are not settings
+    assert settings_problem("demo", {"seed": "abc"}).startswith("RunConfig.seed='abc' is not a whole number")
+    with pytest.raises(SystemExit) as exit_:
+        main(["-p", "epochs", "2.5", "--chapter", "finetuning"])
+    assert exit_.value.code == 2
+    assert "error: RunConfig.epochs=2.5 is not a whole number; give a whole number of at least 1" in \
+        capsys.readouterr().err

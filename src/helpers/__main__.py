@@ -5,6 +5,9 @@
   train    cross-validated training and evaluation (`python -m helpers train --profile demo --mode lora`)
   sweep    the folds of a grid of runs (models x modes x protocols x ranks) as tasks, here or on a Ray cluster
   settings every run setting with its default, each profile's value and its meaning (the README's table)
+
+A problem with the input (a setting, the corpus, a manifest) is printed as one line, `error: <message>`, with exit
+code 2; `--debug` shows its traceback too. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import argparse
 import json
 import sys
 
+from .errors import UserError
 from .io import parse_list
 
 
 def _corpus(args: argparse.Namespace) -> int:
     from .config import make_config
-    from .data.corpora import CorpusError, class_speaker_counts, left_out_table
+    from .data.corpora import class_speaker_counts, left_out_table
     from .data.protocols import fold_tables
     from .training.runs import corpus_classes, load_corpus
 
@@ -27,18 +31,10 @@ def _corpus(args: argparse.Namespace) -> int:
     label_map = args.label_map
     if label_map and label_map.lstrip().startswith("{"):  # the JSON form this command took before raw=class pairs
         label_map = json.loads(label_map)
-    try:
-        config = make_config("demo", data=data, classes=args.classes, label_map=label_map, protocol=args.protocol,
-                             folds_k=args.folds_k, validation_speakers=args.validation_speakers,
-                             on_bad=args.on_bad, demo_seed=args.seed)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    try:
-        table = load_corpus(config)
-    except CorpusError as err:  # the message names what is wrong and the fix; a traceback adds nothing
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = make_config("demo", data=data, classes=args.classes, label_map=label_map, protocol=args.protocol,
+                         folds_k=args.folds_k, validation_speakers=args.validation_speakers, on_bad=args.on_bad,
+                         demo_seed=args.seed)
+    table = load_corpus(config)
     if config.data == "demo":
         print("demo corpus: synthetic espeak-ng voices; its numbers say nothing about human emotion")
     print(f"corpus: {table.attrs.get('corpus')} ({table.attrs.get('source')})")
@@ -60,14 +56,9 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {f.name: getattr(args, f.name) for f in fields(RunConfig) if f.name != "profile"}
     if not _settings_ok(args.profile, overrides):  # before the heavy imports: a typo fails at once
         return 2
-    from .data.corpora import CorpusError
     from .training.runs import run_cross_validation
 
-    try:
-        results = run_cross_validation(args.profile, cache_dir=args.cache_dir, **overrides)
-    except CorpusError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    results = run_cross_validation(args.profile, cache_dir=args.cache_dir, **overrides)
     print(f"results: {results.run_dir}")
     print(results.summary.to_string(index=False))
     return 0
@@ -107,23 +98,25 @@ def _settings_ok(profile: str, overrides: dict) -> bool:
 
     try:
         make_config(profile, **overrides)
-    except ValueError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return False
     return True
 
 
-def _boolean(text: str) -> bool:
-    """A strict CLI boolean: true/false, yes/no, 1/0, on/off (anything else is refused, not read as False)."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; give true or false")
+def _flag_type(name: str):
+    """The argparse type of setting `name`'s flag: `setting_from_text`, the parser papermill's text and the Python
+    API go through as well, so `--epochs 2.5` and `--compile ture` are refused here, naming the flag."""
+    from .config import setting_from_text
 
+    def read(text: str):
+        try:
+            return setting_from_text(name, text)
+        except UserError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
-_FLAG_TYPES = {"bool": _boolean, "int": int, "float": float}
+    read.__name__ = name
+    return read
 
 
 def _add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] = ()) -> None:
@@ -140,13 +133,13 @@ def _add_config_flags(parser: argparse.ArgumentParser, *, skip: tuple[str, ...] 
     for f in fields(RunConfig):
         if f.name == "profile" or f.name in skip:
             continue
-        kind = _FLAG_TYPES.get(str(f.type))
+        kind = _flag_type(f.name) if str(f.type) in ("bool", "int", "float") else None
         choices = f.metadata.get("choices")
         if str(f.type) == "bool":
             choices = ("true", "false")
         metavar = "{" + ",".join(map(str, choices)) + "}" if choices else f.name.upper()
         settings.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, type=kind,
-                              metavar=metavar, help=f.metadata["help"])
+                              metavar=metavar, help=f.metadata["help"].replace("%", "%%"))
 
 
 def _settings(args: argparse.Namespace) -> int:
@@ -163,11 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     from .data.protocols import PROTOCOLS
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # one line per finished fold
-    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__,
+    common = argparse.ArgumentParser(add_help=False)  # before or after the command: `--debug train` or `train --debug`
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of an input error too (bugs always show theirs)")
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__, parents=[common],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    corpus = commands.add_parser("corpus", help="read and validate a corpus, print its classes, what was left out, "
-                                                "counts per class and speaker, and the folds")
+    corpus = commands.add_parser("corpus", parents=[common],
+                                 help="read and validate a corpus, print its classes, what was left out, counts per "
+                                      "class and speaker, and the folds")
     source = corpus.add_mutually_exclusive_group()
     source.add_argument("--data", default="demo", help=setting_help("data") + " (default: demo)")
     source.add_argument("--iemocap", metavar="DIR",
@@ -176,15 +173,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="a CSV with path,label,speaker[,session,dialog] (same as --data manifest:CSV)")
     corpus.add_argument("--classes", default=None, help=setting_help("classes") + " (default: the paper's four)")
     corpus.add_argument("--label-map", default=None, help=setting_help("label_map"))
-    corpus.add_argument("--seed", type=int, default=0, help="demo corpus seed (default 0)")
+    corpus.add_argument("--seed", type=_flag_type("demo_seed"), default=0, help="demo corpus seed (default 0)")
     corpus.add_argument("--on-bad", choices=("error", "skip"), default="error")
     corpus.add_argument("--protocol", choices=PROTOCOLS, default="speaker")
-    corpus.add_argument("--folds-k", type=int, default=None, help=setting_help("folds_k") + " (default 5)")
-    corpus.add_argument("--validation-speakers", type=int, default=None,
+    corpus.add_argument("--folds-k", type=_flag_type("folds_k"), default=None,
+                        help=setting_help("folds_k") + " (default 5)")
+    corpus.add_argument("--validation-speakers", type=_flag_type("validation_speakers"), default=None,
                         help=setting_help("validation_speakers") + " (default 2)")
-    train = commands.add_parser("train", help="train and evaluate every fold of a profile (resumable)")
+    train = commands.add_parser("train", parents=[common],
+                                help="train and evaluate every fold of a profile (resumable)")
     _add_config_flags(train)
-    sweep = commands.add_parser("sweep",
+    sweep = commands.add_parser("sweep", parents=[common],
                                 help="train a grid of runs fold by fold, here or on a Ray cluster (resumable)")
     def _list(kind):
         def read(text):
@@ -205,9 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--gpus-per-task", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
     sweep.add_argument("--cpus-per-task", type=float, default=1)
     _add_config_flags(sweep, skip=("model", "mode", "protocol", "rank"))
-    commands.add_parser("settings", help="print every run setting with its default, profiles and meaning (Markdown)")
+    commands.add_parser("settings", parents=[common],
+                        help="print every run setting with its default, profiles and meaning (Markdown)")
     args = parser.parse_args(argv)
-    return {"corpus": _corpus, "train": _train, "sweep": _sweep, "settings": _settings}[args.command](args)
+    command = {"corpus": _corpus, "train": _train, "sweep": _sweep, "settings": _settings}[args.command]
+    try:
+        return command(args)
+    except UserError as err:  # the message names the file or setting and the fix; a traceback adds nothing
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

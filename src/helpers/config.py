@@ -9,18 +9,21 @@ resolved config is saved as JSON beside every result, and its hash names the run
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+import math
+import numbers
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from .data.levels import LEVEL_METHODS
 from .data.protocols import PROTOCOLS
+from .errors import ConfigError
 from .io import parse_list
 from .labels import EMOTIONS
 from .models.classifier import ATTENTION_KERNELS
 from .models.lora import ATTENTION_PROJECTIONS, LoraSettings
 
-__all__ = ["RunConfig", "PROFILES", "CLASSES_ALL", "make_config", "setting_help", "settings_table", "parse_classes",
-           "parse_label_map"]
+__all__ = ["RunConfig", "PROFILES", "CLASSES_ALL", "make_config", "setting_from_text", "setting_help",
+           "settings_table", "parse_classes", "parse_label_map"]
 
 Mode = Literal["lora", "frozen"]
 _LORA = LoraSettings()  # the one place LoRA defaults are written
@@ -39,17 +42,17 @@ def parse_classes(value: Any) -> tuple[str, ...]:
         return CLASSES_ALL
     names = parse_list(value, str, name="classes")
     if not names:
-        raise ValueError(f"RunConfig.classes={value!r} names no class; give comma-separated class names such as "
-                         f"{_CLASSES_EXAMPLE}, or 'all' for every class of the corpus")
+        raise ConfigError(f"RunConfig.classes={value!r} names no class; give comma-separated class names such as "
+                          f"{_CLASSES_EXAMPLE}, or 'all' for every class of the corpus")
     if "all" in names:
-        raise ValueError(f"RunConfig.classes={value!r}: 'all' stands alone (every class of the corpus); give it "
-                         "alone or list the classes")
+        raise ConfigError(f"RunConfig.classes={value!r}: 'all' stands alone (every class of the corpus); give it "
+                          "alone or list the classes")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f"RunConfig.classes={value!r} repeats {repeated}; list each class once")
+        raise ConfigError(f"RunConfig.classes={value!r} repeats {repeated}; list each class once")
     if len(names) < 2:
-        raise ValueError(f"RunConfig.classes={value!r}: a classifier needs at least two classes; add more, e.g. "
-                         f"{_CLASSES_EXAMPLE}")
+        raise ConfigError(f"RunConfig.classes={value!r}: a classifier needs at least two classes; add more, e.g. "
+                          f"{_CLASSES_EXAMPLE}")
     return names
 
 
@@ -65,33 +68,121 @@ def parse_label_map(value: Any) -> tuple[tuple[str, str], ...] | None:
                 continue
             raw, sep, target = item.partition("=")
             if not sep or "=" in target:
-                raise ValueError(f"RunConfig.label_map item {item.strip()!r} is not raw=class; write the map as "
-                                 f"comma-separated raw=class pairs, e.g. {_LABEL_MAP_EXAMPLE}")
+                raise ConfigError(f"RunConfig.label_map item {item.strip()!r} is not raw=class; write the map as "
+                                  f"comma-separated raw=class pairs, e.g. {_LABEL_MAP_EXAMPLE}")
             pairs.append((raw, target))
     elif isinstance(value, dict):
         pairs = list(value.items())
     elif isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
         pairs = [tuple(p) for p in value]
     else:
-        raise ValueError(f"RunConfig.label_map={value!r}: give raw=class pairs such as {_LABEL_MAP_EXAMPLE}, a dict "
-                         "or None (the reader's default map)")
+        raise ConfigError(f"RunConfig.label_map={value!r}: give raw=class pairs such as {_LABEL_MAP_EXAMPLE}, a dict "
+                          "or None (the reader's default map)")
     pairs = [(str(raw).strip(), str(target).strip()) for raw, target in pairs]
     for raw, target in pairs:
         if not raw or not target:
-            raise ValueError(f"RunConfig.label_map item {raw}={target} has an empty side; write each pair as "
-                             f"raw=class, e.g. {_LABEL_MAP_EXAMPLE}")
+            raise ConfigError(f"RunConfig.label_map item {raw}={target} has an empty side; write each pair as "
+                              f"raw=class, e.g. {_LABEL_MAP_EXAMPLE}")
     raws = [raw for raw, _ in pairs]
     repeated = sorted({r for r in raws if raws.count(r) > 1})
     if repeated:
-        raise ValueError(f"RunConfig.label_map maps {repeated} more than once; map each raw label to one class")
+        raise ConfigError(f"RunConfig.label_map maps {repeated} more than once; map each raw label to one class")
     if not pairs:
-        raise ValueError(f"RunConfig.label_map={value!r} holds no pair; give raw=class pairs such as "
-                         f"{_LABEL_MAP_EXAMPLE}, or leave it unset for the reader's default map")
+        raise ConfigError(f"RunConfig.label_map={value!r} holds no pair; give raw=class pairs such as "
+                          f"{_LABEL_MAP_EXAMPLE}, or leave it unset for the reader's default map")
     return tuple(pairs)
 
 
-def _setting(default: Any, help: str, *, choices: tuple | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+# ----------------------------------------------------------------------------------------------------------------
+# One typing of every scalar setting, whether it comes from Python, the CLI (text) or papermill (text or a number)
+
+_KINDS: dict[str, type] = {"int": int, "float": float, "bool": bool}
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _scalar_field(name: str) -> Field:
+    """The RunConfig field `name`; an unknown name is refused with the valid ones."""
+    for f in fields(RunConfig):
+        if f.name == name:
+            return f
+    raise ConfigError(f"unknown setting {name!r}; valid ones: {sorted(f.name for f in fields(RunConfig))}")
+
+
+def _wanted(f: Field) -> str:
+    """What a valid value of field `f` is, in words, with its meaning: the fix every refusal states."""
+    kind = _KINDS.get(str(f.type))
+    low, high, above = (f.metadata.get(k) for k in ("low", "high", "above"))
+    noun = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, "a value")
+    if low is not None and high is not None:
+        noun += f" from {low:g} to {high:g}"
+    elif low is not None:
+        noun += f" of at least {low:g}"
+    elif above is not None:
+        noun += f" above {above:g}"
+    return f"give {noun} ({f.metadata['help']})"
+
+
+def setting_from_text(name: str, text: str) -> Any:
+    """Text given for setting `name` (a CLI flag, a papermill or book parameter) as its field's type: the one parser
+    of settings written as text. Booleans are true/false, yes/no or 1/0 (any case), nothing else; whole numbers
+    refuse `2.5` and `abc`. Text settings (names, lists) are returned as they are, for their field to parse."""
+    f = _scalar_field(name)
+    kind, value = _KINDS.get(str(f.type)), text.strip()
+    if kind is bool:
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ConfigError(f"RunConfig.{name}={text!r} is not a boolean; {_wanted(f)}")
+    if kind is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"RunConfig.{name}={text!r} is not a whole number; {_wanted(f)}") from None
+    if kind is float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"RunConfig.{name}={text!r} is not a number; {_wanted(f)}") from None
+    return text
+
+
+def _typed(f: Field, value: Any) -> Any:
+    """`value` of field `f` as the field's type, within its bounds, or a ConfigError naming setting, value and fix.
+
+    Text goes through `setting_from_text`; a whole float (3.0, as papermill reads `-p epochs 3.0`) is an int, 1/0
+    are booleans, an int is a float where the field is one; anything else of the wrong type is refused."""
+    kind, given = _KINDS.get(str(f.type)), value
+    if kind is None:
+        return value
+    if isinstance(value, str):
+        value = setting_from_text(f.name, value)
+    if kind is bool:
+        if isinstance(value, numbers.Integral) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"RunConfig.{f.name}={given!r} is not a boolean; {_wanted(f)}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(f"RunConfig.{f.name}={given!r} is not {'a whole number' if kind is int else 'a number'}; "
+                          f"{_wanted(f)}")
+    if kind is int:
+        if not float(value).is_integer():
+            raise ConfigError(f"RunConfig.{f.name}={given!r} is not a whole number; {_wanted(f)}")
+        value = int(value)
+    else:
+        value = float(value)
+    low, high, above = (f.metadata.get(k) for k in ("low", "high", "above"))
+    if (low is not None and value < low) or (high is not None and value > high) or (above is not None
+                                                                                   and value <= above):
+        raise ConfigError(f"RunConfig.{f.name}={given!r} is out of range; {_wanted(f)}")
+    return value
+
+
+def _setting(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None,
+             high: float | None = None, above: float | None = None) -> Any:
+    """A RunConfig field: its default, help text, closed choices and bounds (`low <= value <= high`,
+    `value > above`), all checked in `RunConfig.__post_init__`."""
+    return field(default=default, metadata={"help": help, "choices": choices, "low": low, "high": high,
+                                            "above": above})
 
 
 @dataclass(frozen=True)
@@ -114,34 +205,37 @@ class RunConfig:
     protocol: str = _setting("speaker", "folds: speaker (leave one speaker out), session (leave one session out), "
                                         "dialog (the official code's leaky folds), speakers-k (k speaker groups, "
                                         "for corpora without sessions)", choices=PROTOCOLS)
-    folds_k: int = _setting(5, "protocol speakers-k: number of speaker groups, one test fold each")
-    validation_speakers: int = _setting(2, "protocol speakers-k: validation speakers per fold, from the next group")
+    folds_k: int = _setting(5, "protocol speakers-k: number of speaker groups, one test fold each", low=2)
+    validation_speakers: int = _setting(2, "protocol speakers-k: validation speakers per fold, from the next group",
+                                        low=1)
     mode: Mode = _setting("lora", "lora: LoRA + projector + classifier; frozen: projector + classifier on cached "
                                   "frozen-encoder outputs", choices=("lora", "frozen"))
     level: str = _setting("none", "clip level before the log-mel: none (as recorded; the official code), peak (each "
                                   "clip's peak at -1 dBFS), loudness (each clip's active-speech RMS at -23 dBFS)",
                           choices=LEVEL_METHODS)
-    max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits the longest clip")
+    max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits 99% of the "
+                                   "clips (their 99th percentile, rounded up; longer clips are cut and counted)",
+                                low=0, high=30)
     fit_seconds_cap: int = _setting(30, "max_seconds=0: the longest input it may fit to, in whole seconds (1..30); "
-                                        "longer clips are cut")
-    rank: int = _setting(_LORA.rank, "LoRA rank r")
-    alpha: int = _setting(_LORA.alpha, "LoRA alpha (the update is scaled by alpha / r)")
-    dropout: float = _setting(_LORA.dropout, "LoRA dropout on the adapter input")
+                                        "longer clips are cut", low=1, high=30)
+    rank: int = _setting(_LORA.rank, "LoRA rank r", low=1)
+    alpha: int = _setting(_LORA.alpha, "LoRA alpha (the update is scaled by alpha / r)", low=1)
+    dropout: float = _setting(_LORA.dropout, "LoRA dropout on the adapter input", low=0.0)
     target_modules: tuple[str, ...] = _setting(_LORA.target_modules, "LoRA targets, comma-separated from q_proj, "
                                                "k_proj, v_proj, out_proj, fc1, fc2; 'attention' for the first four")
-    epochs: int = _setting(20, "training epochs per fold")
-    batch_size: int = _setting(8, "clips per optimizer step")
-    lr: float = _setting(5e-5, "AdamW learning rate (linear decay to 0, no warm-up)")
-    weight_decay: float = _setting(0.0, "AdamW weight decay")
+    epochs: int = _setting(20, "training epochs per fold", low=1)
+    batch_size: int = _setting(8, "clips per optimizer step", low=1)
+    lr: float = _setting(5e-5, "AdamW learning rate (linear decay to 0, no warm-up)", above=0.0)
+    weight_decay: float = _setting(0.0, "AdamW weight decay", low=0.0)
     max_grad_norm: float = _setting(1.0, "gradient clipping norm, 0 = off (1.0: the HF Trainer default the "
-                                         "official code ran with)")
+                                         "official code ran with)", low=0.0)
     select_by: str = _setting("uar", "validation metric that picks the epoch: uar, or war (accuracy, what the "
                               "official Trainer used)", choices=("uar", "war", "macro_f1"))
-    seed: int = _setting(42, "seed of the head, LoRA and batch order (fold i uses seed + i)")
-    max_folds: int = _setting(0, "train the first n folds (sorted by name); 0 = all")
-    demo_speakers: int = _setting(12, "demo corpus: synthetic speakers")
-    demo_clips: int = _setting(6, "demo corpus: clips per speaker and emotion")
-    demo_seed: int = _setting(0, "demo corpus: seed of its sentences and voices")
+    seed: int = _setting(42, "seed of the head, LoRA and batch order (fold i uses seed + i)", low=0)
+    max_folds: int = _setting(0, "train the first n folds (sorted by name); 0 = all", low=0)
+    demo_speakers: int = _setting(12, "demo corpus: synthetic speakers", low=2, high=14)
+    demo_clips: int = _setting(6, "demo corpus: clips per speaker and emotion", low=1)
+    demo_seed: int = _setting(0, "demo corpus: seed of its sentences and voices", low=0)
     on_bad: str = _setting("error", "unusable audio: error (stop with a report) or skip (leave out and count)",
                            choices=("error", "skip"))
     device: str = _setting("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
@@ -154,6 +248,17 @@ class RunConfig:
     allow_download: bool = _setting(False, "let a Hugging Face id be downloaded if it is not in the local cache")
 
     def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except ConfigError:
+            raise
+        except ValueError as err:  # a part's own check (LoraSettings, parse_list) names the setting already
+            raise ConfigError(str(err)) from None
+
+    def _validate(self) -> None:
+        """Type every scalar setting (text parsed as its field says), check bounds and choices, parse the lists."""
+        for f in fields(self):
+            object.__setattr__(self, f.name, _typed(f, getattr(self, f.name)))
         object.__setattr__(self, "classes", parse_classes(self.classes))
         object.__setattr__(self, "label_map", parse_label_map(self.label_map))
         self._check_label_map()
@@ -164,45 +269,27 @@ class RunConfig:
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"RunConfig.{f.name}={getattr(self, f.name)!r}; choose one of {choices}")
-        if not (self.max_seconds == 0 or 1 <= self.max_seconds <= 30):
-            raise ValueError(f"RunConfig.max_seconds={self.max_seconds}; 0 (fit to the clips) or 1..30")
-        if not 1 <= self.fit_seconds_cap <= 30:
-            raise ValueError(f"RunConfig.fit_seconds_cap={self.fit_seconds_cap}; a whole number of seconds, 1..30")
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"RunConfig.{name}={getattr(self, name)} must be at least 1")
-        for name, low, meaning in (("folds_k", 2, "speaker groups"), ("validation_speakers", 1, "speakers")):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"RunConfig.{name}={value!r}: give a whole number of {meaning}, at least {low}")
-        if not self.max_grad_norm >= 0:
-            raise ValueError(f"RunConfig.max_grad_norm={self.max_grad_norm} must be 0 (off) or positive")
-        if not self.lr > 0:
-            raise ValueError(f"RunConfig.lr={self.lr} must be positive")
-        for name in ("compile", "tf32", "allow_download"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"RunConfig.{name}={getattr(self, name)!r} must be True or False")
+                raise ConfigError(f"RunConfig.{f.name}={getattr(self, f.name)!r}; choose one of {choices}")
 
     def _check_label_map(self) -> None:
         """A label_map must fit the classes: every target among them, every class reached by some raw label."""
         if self.label_map is None:
             return
         if self.data == "demo":
-            raise ValueError("RunConfig.label_map applies to corpora read from disk; the demo corpus synthesises "
-                             "the classes in `classes` directly: drop label_map, or set classes (e.g. "
-                             f"classes={_CLASSES_EXAMPLE})")
+            raise ConfigError("RunConfig.label_map applies to corpora read from disk; the demo corpus synthesises "
+                              "the classes in `classes` directly: drop label_map, or set classes (e.g. "
+                              f"classes={_CLASSES_EXAMPLE})")
         if self.classes == CLASSES_ALL:
             return
         targets = [target for _, target in self.label_map]
         outside = [f"{raw}={target}" for raw, target in self.label_map if target not in self.classes]
         if outside:
-            raise ValueError(f"RunConfig.label_map maps {', '.join(outside)}, but classes={','.join(self.classes)}; "
-                             "add those classes to classes (or classes=all), or map those labels to one of them")
+            raise ConfigError(f"RunConfig.label_map maps {', '.join(outside)}, but classes={','.join(self.classes)}; "
+                              "add those classes to classes (or classes=all), or map those labels to one of them")
         unreached = [c for c in self.classes if c not in targets]
         if unreached:
-            raise ValueError(f"RunConfig.classes lists {unreached}, but label_map maps no label to them; map labels "
-                             f"to them (e.g. raw={unreached[0]}) or leave them out of classes")
+            raise ConfigError(f"RunConfig.classes lists {unreached}, but label_map maps no label to them; map labels "
+                              f"to them (e.g. raw={unreached[0]}) or leave them out of classes")
 
     @property
     def every_class(self) -> bool:
@@ -245,11 +332,11 @@ def make_config(profile: str = "demo", **overrides: Any) -> RunConfig:
     """The `profile`'s config with `overrides` applied (None values ignored; unknown names are refused with the
     valid ones listed)."""
     if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r}; choose one of {sorted(PROFILES)}")
+        raise ConfigError(f"profile={profile!r}; choose one of {sorted(PROFILES)}")
     valid = {f.name for f in fields(RunConfig)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise ValueError(f"unknown setting(s) {unknown}; valid ones: {sorted(valid)}")
+        raise ConfigError(f"unknown setting(s) {unknown}; valid ones: {sorted(valid)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return replace(PROFILES[profile], **overrides)
 

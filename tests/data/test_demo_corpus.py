@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pandas as pd
@@ -110,3 +111,27 @@ def test_demo_emotions_without_prosody_are_refused_with_the_choices():
         DemoCorpusSettings(emotions=("anger", "joy"))
     with pytest.raises(ValueError, match="at least two"):
         DemoCorpusSettings(emotions=("anger",))
+
+
+def test_a_damaged_demo_corpus_is_rebuilt_not_blamed_on_the_user(tmp_path, caplog):
+    """A file deleted from (or changed in) the project's own demo-corpus cache is the cache's damage: the folder is
+    built again, and validation finds nothing wrong."""
+    tiny = DemoCorpusSettings(n_speakers=2, clips_per_speaker_emotion=1)
+    folder = build_demo_corpus(tiny, cache_dir=tmp_path)
+    victim = sorted(folder.rglob("*.wav"))[0]
+    original = victim.read_bytes()
+    victim.unlink()
+    with caplog.at_level("WARNING"):
+        table = load_demo_corpus(tiny, cache_dir=tmp_path)
+    assert victim.read_bytes() == original
+    assert "is damaged (1 file(s) missing, e.g. wav/" in caplog.text
+    checked, report = validate_corpus(table, cache_dir=tmp_path)
+    assert len(checked) == 2 * 4 and not report.problems
+    caplog.clear()
+    flipped = bytearray(original)
+    flipped[-2:] = bytes([flipped[-2] ^ 1, flipped[-1]])  # same size, other content
+    victim.write_bytes(bytes(flipped))
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    with caplog.at_level("WARNING"):
+        load_demo_corpus(tiny, cache_dir=tmp_path)
+    assert "1 file(s) changed since the build" in caplog.text and victim.read_bytes() == original

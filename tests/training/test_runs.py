@@ -163,7 +163,38 @@ def test_resume_falls_back_to_the_set_aside_checkpoint(tmp_path):
     assert loop._complete_checkpoint(tmp_path / "checkpoint") is None
 
 
-@pytest.mark.parametrize("field, value", [("attention", "flash"), ("compile", "yes"), ("tf32", 1)])
+@pytest.mark.parametrize("field, value", [("attention", "flash"), ("compile", "maybe"), ("tf32", 2)])
 def test_speed_settings_are_validated(field, value):
     with pytest.raises(ValueError, match=f"RunConfig.{field}"):
         make_config("smoke", **{field: value})
+
+
+def test_max_seconds_0_fits_99_percent_of_the_clips_and_reports_the_cut(tmp_path, caplog):
+    """One 5 s clip among 100 of 1.2 s no longer makes every input 5 s: the fit is the 99th percentile (2 s), and
+    the run logs and records what it cuts (issue 20)."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(101):
+        seconds = 5.0 if i == 0 else 1.2
+        path = tmp_path / "audio" / f"c{i:03d}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32), 16000)
+        rows.append(f"audio/{path.name},{('anger', 'sadness')[i % 2]},spk{i % 5}")
+    (tmp_path / "m.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+    assert runs.fit_max_seconds([1.2] * 100 + [5.0]) == 2 and runs.fit_max_seconds([1.2] * 100 + [600]) == 2
+    assert runs.fit_max_seconds([1.2, 5.0]) == 5 and runs.fit_max_seconds([45.0] * 3) == 30
+    config = make_config("smoke", data=str(tmp_path / "m.csv"), classes="anger,sadness", device="cpu")
+    with caplog.at_level("INFO", logger="helpers.training.runs"):
+        run = runs.prepare_run(config, cache_dir=tmp_path / "cache")
+    assert run.max_seconds == 2
+    assert ("max_seconds=2 (fitted: the 99th percentile of the clip lengths, rounded up): 1 of 101 clips are longer "
+            "and are cut at 2 s, losing 3.00-3.00 s (3.00 s on average; the longest clip lasts 5.0 s)") in caplog.text
+    info = json.loads((run.run_dir / "run.json").read_text())
+    assert info["max_seconds"] == 2 and info["clips_cut_at_max_seconds"] == 1
+    # the fitted length enters the run's key where it differs from the longest clip's (the fit before)
+    unfitted = runs.run_dir_for(config, info["data_fingerprint"], cache_dir=tmp_path / "cache", device_type="cpu",
+                                classes=("anger", "sadness"))
+    assert run.run_dir != unfitted

@@ -126,3 +126,20 @@ def test_a_killed_sweep_reruns_only_the_missing_tasks(tiny_en_dir, cache_dir):
     assert report.complete
     assert (report.tasks["state"] == "skipped").sum() == len(finished)
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # finished folds were not trained again
+
+
+def test_ray_usage_statistics_are_off_unless_the_user_turned_them_on(monkeypatch):
+    """A local sweep makes no network attempt: Ray's usage statistics are off when Ray starts (a stand-in Ray
+    records the environment it starts with), unless the user set RAY_USAGE_STATS_ENABLED."""
+    import types
+
+    from helpers.training import sweep
+
+    seen = []
+    fake = types.SimpleNamespace(is_initialized=lambda: False,
+                                 init=lambda **kwargs: seen.append(os.environ.get("RAY_USAGE_STATS_ENABLED")))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
+    assert sweep._connect_ray(None) is True and seen == ["0"]
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "1")
+    assert sweep._connect_ray(None) is True and seen == ["0", "1"]

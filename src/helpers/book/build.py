@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["CHAPTERS", "toc_chapters", "chapter_parameters", "parameter_defaults", "rerun_command", "rerun_markdown",
            "rerun_environment", "execute_chapter", "build_book", "install_mathjax", "tree_fingerprint",
-           "chapter_inputs", "main"]
+           "chapter_inputs", "settings_problem", "main"]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXECUTED = "book/executed/"
@@ -271,6 +271,23 @@ def install_mathjax(target: Path) -> Path:
     return target / MATHJAX_PARTS[0]
 
 
+def settings_problem(profile: str, parameters: dict[str, Any]) -> str:
+    """Why the run settings among `parameters` (the book driver's `-p`, as chapters receive them) make no valid
+    config for `profile`, or "" if they do: the check each chapter's `setup` makes, done once before any chapter
+    runs."""
+    from dataclasses import fields
+
+    from ..config import RunConfig, make_config
+    from ..errors import UserError
+
+    settings = {f.name for f in fields(RunConfig)}
+    try:
+        make_config(profile, **{k: v for k, v in parameters.items() if k in settings})
+    except UserError as err:
+        return str(err)
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.book", description=__doc__)
     parser.add_argument("--profile", default="demo", help="run profile passed to every chapter (default: demo)")
@@ -294,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             parameters[name] = json.loads(value)
         except json.JSONDecodeError:
             parameters[name] = value
+    problem = settings_problem(args.profile, parameters)
+    if problem:  # e.g. -p epochs 2.5: refused here, before any chapter starts a kernel
+        parser.error(problem)
     # progress bars would become dead widgets in the static book: the kernels inherit these settings
     os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
     from ..io import cache_root

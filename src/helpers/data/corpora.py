@@ -8,7 +8,9 @@ the synthetic corpus lives in `helpers.demo_corpus`.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,9 @@ import pandas as pd
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from ..errors import UserError
 from ..labels import EMOTIONS, SAMPLE_RATE
+from .audio_checks import SILENCE_DBFS, audio_facts, peak_dbfs
 
 __all__ = [
     "CORPUS_COLUMNS",
@@ -30,6 +34,7 @@ __all__ = [
     "corpus_table",
     "read_iemocap",
     "read_manifest",
+    "manifest_records",
     "load_audio",
     "validate_corpus",
     "class_speaker_counts",
@@ -46,7 +51,7 @@ _IEMOCAP_LINE = re.compile(r"^\[(?P<start>[\d.]+) - (?P<end>[\d.]+)\]\t(?P<utt>\
 _UTTERANCE_ID = re.compile(r"^(?P<session>Ses\d\d)(?P<lead>[FM])_(?P<script>.+)_(?P<gender>[FM])\d+$")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus that cannot be used as it is; the message lists every problem found and how to proceed."""
 
 
@@ -122,22 +127,23 @@ def read_manifest(manifest: str | Path, *, label_map: Mapping[str, str] | None =
     `table.attrs["dropped_labels"]`. A missing `session` defaults to the speaker; a missing `dialog` to the session.
     """
     manifest = Path(manifest).expanduser()
-    if not manifest.is_file():
-        raise CorpusError(f"manifest {manifest} does not exist")
-    with open(manifest, newline="") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in ("path", "label", "speaker") if c not in header]
-        if missing:
-            raise CorpusError(f"{manifest}: header {header} lacks required column(s) {missing}; "
-                              "the manifest needs at least path,label,speaker")
-        records = list(reader)
+    header, records = manifest_records(manifest)
+    missing = [c for c in ("path", "label", "speaker") if c not in header]
+    if missing:
+        raise CorpusError(f"{manifest}: header {header} lacks required column(s) {missing}; "
+                          "the manifest needs at least path,label,speaker")
+    empty = [f"line {line}, column {column!r}" for line, rec in records for column in ("path", "label", "speaker")
+             if not (rec.get(column) or "").strip()]
+    if empty:
+        shown = "; ".join(empty[:10]) + (f"; and {len(empty) - 10} more" if len(empty) > 10 else "")
+        raise CorpusError(f"{manifest}: {len(empty)} empty required cell(s): {shown}. Fill them in, or delete "
+                          "those rows")
     mapping = dict(label_map) if label_map is not None else {c: c for c in classes}
     unknown_targets = sorted(set(mapping.values()) - set(classes))
     if unknown_targets:
         raise CorpusError(f"label_map maps to {unknown_targets}, which are not among classes={list(classes)}")
     rows, dropped = [], {}
-    for i, rec in enumerate(records, 2):  # line 1 is the header
+    for i, rec in records:
         raw = (rec.get("label") or "").strip()
         if raw not in mapping:
             dropped[raw] = dropped.get(raw, 0) + 1
@@ -152,6 +158,31 @@ def read_manifest(manifest: str | Path, *, label_map: Mapping[str, str] | None =
     table = corpus_table(rows, source=str(manifest))
     table.attrs["dropped_labels"] = dropped
     return table
+
+
+def manifest_records(manifest: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """A CSV manifest's header and its rows as (line number, {column: cell}), read as UTF-8 with or without a
+    byte-order mark (as spreadsheet programs save "CSV UTF-8"). A missing file or one that is not UTF-8 is a
+    CorpusError naming the file, the first bad byte's offset and line, and the fix."""
+    if not manifest.is_file():
+        raise CorpusError(f"manifest {manifest} does not exist")
+    data = manifest.read_bytes()
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        text = data[bom:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = bom + err.start
+        line = data[:offset].count(b"\n") + 1
+        raise CorpusError(f"{manifest}: byte {offset} (line {line}) is {data[offset:offset + 1]!r}, not UTF-8 text; "
+                          "save the manifest as UTF-8 (in a spreadsheet program: CSV UTF-8; or "
+                          f"iconv -f latin1 -t utf-8), then read it again") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in reader.fieldnames or []]
+    reader.fieldnames = header
+    records = []
+    for rec in reader:
+        records.append((reader.line_num, rec))  # the line the row ends on (a quoted cell may span lines)
+    return header, records
 
 
 def corpus_table(rows: list[dict], *, source: str) -> pd.DataFrame:
@@ -187,7 +218,7 @@ def load_audio(path: str | Path, *, sample_rate: int = SAMPLE_RATE) -> np.ndarra
 
 @dataclass(frozen=True)
 class Problem:
-    """One unusable utterance: where it is and why."""
+    """One unusable utterance: where it is (its id names the manifest line for a manifest) and why."""
 
     utterance: str
     path: str
@@ -207,7 +238,7 @@ class ValidationReport:
     def summary(self) -> str:
         lines = [f"{self.checked} utterances checked: {len(self.problems)} unusable, {self.downmixed} to downmix "
                  f"(multi-channel), {self.resampled} to resample (not {SAMPLE_RATE} Hz), {self.skipped} skipped"]
-        lines += [f"  {p.path}: {p.reason}" for p in self.problems]
+        lines += [f"  {p.path} (row {p.utterance}): {p.reason}" for p in self.problems]
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
@@ -216,14 +247,62 @@ class ValidationReport:
                     problems=[p.__dict__ for p in self.problems])
 
 
-def validate_corpus(table: pd.DataFrame, *, classes: Sequence[str] = EMOTIONS, min_seconds: float = 0.25,
-                    on_bad: Literal["error", "skip"] = "error") -> tuple[pd.DataFrame, ValidationReport]:
-    """Check every utterance once and report all problems together.
+def _audio_reasons(facts: dict, *, min_seconds: float) -> list[str]:
+    """Why a file with these facts (`audio_facts`) cannot be used: unreadable, empty, too short, truncated,
+    non-finite samples, silence; [] for a usable one."""
+    if "error" in facts:
+        return [facts["error"]]
+    if facts["frames"] == 0:
+        return ["empty audio (0 samples)"]
+    seconds = facts["frames"] / facts["samplerate"]
+    reasons = [f"too short ({seconds:.3f} s < min_seconds={min_seconds})"] if seconds < min_seconds else []
+    if facts["truncated"]:
+        reasons.append(facts["truncated"])
+    if facts["nonfinite"]:
+        reasons.append(f"{facts['nonfinite']} non-finite samples (NaN or Inf): its features would be NaN")
+    elif peak_dbfs(facts["peak"]) < SILENCE_DBFS:
+        reasons.append(f"silent (peak {peak_dbfs(facts['peak']):.0f} dBFS, below {SILENCE_DBFS:.0f} dBFS)")
+    return reasons
 
-    Problems: missing file, unreadable or not audio, empty or shorter than `min_seconds`, label not in
-    `classes`, missing speaker. Multi-channel and non-16 kHz files are fine (downmixed/resampled on load) and
-    counted. `on_bad="error"` raises `CorpusError` with the whole report; `on_bad="skip"` returns the table without
-    the bad rows and the report says how many were skipped. `duration` is replaced by the measured length.
+
+def _duplicate_reasons(table: pd.DataFrame, hashes: list[str | None]) -> dict[int, str]:
+    """{row position: reason} for rows whose audio another row lists too: the same path, or the same content (hash)
+    under another path. One clip listed twice could land in train and test. Where every copy has the same label
+    and speaker, the first stays usable and the later copies are the problems; where they disagree, every copy is
+    (which label is right cannot be told)."""
+    groups: dict[str, list[int]] = {}
+    for i, digest in enumerate(hashes):
+        if digest is not None:
+            groups.setdefault(digest, []).append(i)
+    reasons = {}
+    for rows in (r for r in groups.values() if len(r) > 1):
+        part = table.iloc[rows]
+        pairs = sorted(set(part["label"].astype(str) + "/" + part["speaker"].astype(str)))
+        agree = len(pairs) == 1
+        for i in rows[1:] if agree else rows:
+            others = [j for j in rows if j != i]
+            here = Path(table["path"].iloc[i]).absolute()
+            same_file = all(Path(table["path"].iloc[j]).absolute() == here for j in others)
+            names = ", ".join(f"{table['path'].iloc[j]} (row {table['utterance'].iloc[j]})" for j in others)
+            what = "the same file is also listed as" if same_file else "the same audio (content) as"
+            disagree = "" if agree else f"; the copies disagree on label/speaker ({', '.join(pairs)})"
+            reasons[i] = f"duplicate: {what} {names}{disagree}"
+    return reasons
+
+
+def validate_corpus(table: pd.DataFrame, *, classes: Sequence[str] = EMOTIONS, min_seconds: float = 0.25,
+                    on_bad: Literal["error", "skip"] = "error",
+                    cache_dir: str | Path | None = None) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check every utterance, reading every sample once, and report all problems together, each with its file and
+    row (the utterance id; for a manifest it holds the line number).
+
+    Problems: missing file, unreadable or not audio, empty or shorter than `min_seconds`, a WAV holding less data
+    than its header says (truncated), NaN or Inf samples, silence (peak below `SILENCE_DBFS`), the same file or the
+    same content listed twice, label not in `classes`, missing speaker. Multi-channel and non-16 kHz files are fine
+    (downmixed/resampled on load) and counted. `on_bad="error"` raises `CorpusError` with the whole report;
+    `on_bad="skip"` returns the table without the bad rows and the report says how many were skipped. `duration`
+    is replaced by the measured length, and a `sha256` column holds each file's content hash (the per-file facts
+    are cached under `<cache>/audio-checks/`, so a rerun reads only files that changed).
     """
     if on_bad not in ("error", "skip"):
         raise ValueError(f"on_bad={on_bad!r}; choose 'error' (stop with the report) or 'skip' (leave them out)")
@@ -231,36 +310,38 @@ def validate_corpus(table: pd.DataFrame, *, classes: Sequence[str] = EMOTIONS, m
     if missing_columns:
         raise CorpusError(f"corpus table lacks column(s) {missing_columns}")
     report = ValidationReport(checked=len(table))
+    facts = audio_facts(table["path"], cache_dir=cache_dir)
     durations = np.full(len(table), np.nan)
-    bad = np.zeros(len(table), dtype=bool)
+    hashes: list[str | None] = [None] * len(table)
+    all_reasons: list[list[str]] = []
     for i, row in enumerate(table.itertuples(index=False)):
         reasons = []
         if row.label not in classes:
             reasons.append(f"unknown label {row.label!r} (classes: {list(classes)})")
         if not isinstance(row.speaker, str) or not row.speaker.strip():
             reasons.append("missing speaker")
-        path = Path(row.path)
-        if not path.is_file():
+        found = facts.get(str(row.path))
+        if found is None:
             reasons.append("missing file")
         else:
-            try:
-                info = sf.info(str(path))
-            except Exception as err:  # soundfile raises its own error types for non-audio files
-                reasons.append(f"unreadable or not audio ({type(err).__name__})")
-            else:
-                durations[i] = info.frames / info.samplerate if info.samplerate else 0.0
-                if info.frames == 0:
-                    reasons.append("empty audio (0 samples)")
-                elif durations[i] < min_seconds:
-                    reasons.append(f"too short ({durations[i]:.3f} s < min_seconds={min_seconds})")
-                else:
-                    report.downmixed += info.channels > 1
-                    report.resampled += info.samplerate != SAMPLE_RATE
-        if reasons:
-            bad[i] = True
-            report.problems.append(Problem(str(row.utterance), str(row.path), "; ".join(reasons)))
+            hashes[i] = found["sha256"]
+            audio = _audio_reasons(found, min_seconds=min_seconds)
+            reasons += audio
+            if "frames" in found and found["samplerate"]:
+                durations[i] = found["frames"] / found["samplerate"]
+            if not audio:
+                report.downmixed += found["channels"] > 1
+                report.resampled += found["samplerate"] != SAMPLE_RATE
+        all_reasons.append(reasons)
+    usable = [digest if not reasons else None for digest, reasons in zip(hashes, all_reasons)]
+    for i, reason in _duplicate_reasons(table, usable).items():  # copies among rows otherwise usable
+        all_reasons[i].append(reason)
+    bad = np.array([bool(r) for r in all_reasons], dtype=bool)
+    report.problems = [Problem(str(row.utterance), str(row.path), "; ".join(reasons))
+                       for row, reasons in zip(table.itertuples(index=False), all_reasons) if reasons]
     checked = table.copy()
     checked["duration"] = durations
+    checked["sha256"] = hashes
     if bad.any() and on_bad == "error":
         raise CorpusError(report.summary() + "\nFix these files, or pass on_bad='skip' to leave them out "
                           "(the count is recorded with the results).")

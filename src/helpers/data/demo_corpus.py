@@ -14,6 +14,7 @@ The numbers this corpus gives say nothing about how people express emotion.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,9 +22,10 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ..io import atomic_directory, cache_root, fingerprint
+from ..io import atomic_directory, cache_root, file_sha256, fingerprint
 from ..labels import EMOTIONS, SAMPLE_RATE
 from ..progress import progress
+from .audio_checks import audio_facts
 from .corpora import read_manifest
 from .speech_synthesis import Prosody, synthesize_batch
 
@@ -34,8 +36,11 @@ __all__ = [
     "design_table",
     "demo_corpus_plan",
     "build_demo_corpus",
+    "demo_corpus_damage",
     "load_demo_corpus",
 ]
+
+logger = logging.getLogger(__name__)
 
 SENTENCES: tuple[str, ...] = (
     "The meeting starts at nine tomorrow morning.",
@@ -165,12 +170,17 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
                       cache_dir: str | Path | None = None, force: bool = False) -> Path:
     """Write the corpus once (16 kHz WAV files + `manifest.csv` + `plan.csv`) and return its folder.
 
-    The folder is `<cache>/corpora/demo-<fingerprint>`; an existing complete one is reused. It is written to a
-    temporary sibling and renamed into place, so an interrupted build leaves nothing half-made.
+    The folder is `<cache>/corpora/demo-<fingerprint>`; an existing complete one is reused, a damaged one (a file
+    missing or changed since it was built: `demo_corpus_damage`) is built again, with a log line saying why: it is
+    the project's own cache, not the user's data. It is written to a temporary sibling and renamed into place, so
+    an interrupted build leaves nothing half-made; `files.json` records each file's size and sha256.
     """
     target = cache_root(cache_dir) / "corpora" / f"demo-{settings.fingerprint()}"
     if (target / "manifest.csv").is_file() and not force:
-        return target
+        damage = demo_corpus_damage(target, cache_dir=cache_dir)
+        if not damage:
+            return target
+        logger.warning("demo corpus %s is damaged (%s); building it again", target, damage)
     plan = demo_corpus_plan(settings)
     with atomic_directory(target) as tmp:
         requests = [(r.text, Prosody(voice=r.voice, rate=r.rate, volume=r.volume, pitch=r.pitch,
@@ -186,7 +196,28 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
         plan.assign(path=paths)[["path", "label", "speaker", "session", "dialog"]].to_csv(tmp / "manifest.csv",
                                                                                         index=False)
         (tmp / "settings.json").write_text(json.dumps(asdict(settings), indent=2))
+        files = {rel: dict(size=(tmp / rel).stat().st_size, sha256=file_sha256(tmp / rel)) for rel in paths}
+        (tmp / "files.json").write_text(json.dumps(files, indent=1))
     return target
+
+
+def demo_corpus_damage(folder: Path, *, cache_dir: str | Path | None = None) -> str:
+    """What is wrong with a built demo corpus folder: files its manifest lists that are missing, or whose content
+    differs from `files.json` (sizes and sha256 written at build; the hashes come from `audio_facts`, computed
+    once per file and reused by the validation); "" for an intact one. A folder built before `files.json` existed
+    is checked for missing files only."""
+    try:
+        listed = pd.read_csv(folder / "manifest.csv")["path"].tolist()
+        recorded = json.loads((folder / "files.json").read_text()) if (folder / "files.json").is_file() else {}
+    except (OSError, ValueError, KeyError) as err:
+        return f"its manifest or files.json is unreadable ({type(err).__name__})"
+    missing = [p for p in listed if not (folder / p).is_file()]
+    present = [p for p in listed if p not in missing and p in recorded]
+    facts = audio_facts([str(folder / p) for p in present], cache_dir=cache_dir)
+    changed = [p for p in present if facts[str(folder / p)]["sha256"] != recorded[p]["sha256"]]
+    parts = [f"{len(missing)} file(s) missing, e.g. {missing[0]}" if missing else "",
+             f"{len(changed)} file(s) changed since the build, e.g. {changed[0]}" if changed else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def load_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,

@@ -49,10 +49,19 @@ def extract_features(waves: Sequence[np.ndarray], extractor) -> torch.Tensor:
 
 
 def data_fingerprint(table: pd.DataFrame) -> str:
-    """A hash of the corpus content: ids, labels, speakers, groups, file sizes and durations."""
+    """A hash of the corpus content: ids, labels, speakers, groups, file sizes and durations, and each file's
+    content hash (the `sha256` column `validate_corpus` adds), so audio edited in place with the same size and
+    duration changes the key.
+
+    The demo corpus leaves the content hashes out, so its runs keep the keys they had: its folder is named by the
+    hash of the settings that make it, and `load_demo_corpus` checks its files against the hashes recorded when it
+    was built (rebuilding a damaged one)."""
     sizes = [os.path.getsize(p) for p in table["path"]]
     cols = table[["utterance", "label", "speaker", "session", "dialog"]].astype(str).values.tolist()
-    return fingerprint([cols, sizes, np.round(table["duration"].to_numpy(), 4).tolist()])
+    parts = [cols, sizes, np.round(table["duration"].to_numpy(), 4).tolist()]
+    if "sha256" in table.columns and table.attrs.get("corpus") != "demo":
+        parts.append(table["sha256"].astype(str).tolist())
+    return fingerprint(parts)
 
 
 def feature_key(table: pd.DataFrame, extractor, level: str = "none") -> str:

@@ -26,6 +26,8 @@ from typing import Literal
 
 import pandas as pd
 
+from ..errors import ConfigError
+
 __all__ = ["PROTOCOLS", "Protocol", "Fold", "make_folds", "fold_table", "fold_tables", "save_folds", "load_folds"]
 
 Protocol = Literal["speaker", "session", "dialog", "speakers-k"]
@@ -80,29 +82,29 @@ def _as_int(value, name: str) -> int:
     try:
         return operator.index(value)
     except TypeError:
-        raise ValueError(f"protocol 'speakers-k' needs an integer {name}; got {name}={value!r}") from None
+        raise ConfigError(f"protocol 'speakers-k' needs an integer {name}; got {name}={value!r}") from None
 
 
 def _speakers_k_folds(table: pd.DataFrame, speakers: list, k: int, n_validation: int) -> list[Fold]:
     k, n_validation = _as_int(k, "k"), _as_int(n_validation, "n_validation")
     n = len(speakers)
     if k < 2:
-        raise ValueError(f"protocol 'speakers-k' needs k >= 2 groups; got k={k}: set k to 2 or more")
+        raise ConfigError(f"protocol 'speakers-k' needs k >= 2 groups; got k={k}: set k to 2 or more")
     if k > n:
-        raise ValueError(f"protocol 'speakers-k' got k={k} but the corpus has only {n} speakers: lower k to at most "
-                         f"{n} (or use protocol 'speaker' for one fold per speaker)")
+        raise ConfigError(f"protocol 'speakers-k' got k={k} but the corpus has only {n} speakers: lower k to at most "
+                          f"{n} (or use protocol 'speaker' for one fold per speaker)")
     if n_validation < 1:
-        raise ValueError(f"protocol 'speakers-k' needs n_validation >= 1 validation speaker; got "
-                         f"n_validation={n_validation}: set n_validation to 1 or more")
+        raise ConfigError(f"protocol 'speakers-k' needs n_validation >= 1 validation speaker; got "
+                          f"n_validation={n_validation}: set n_validation to 1 or more")
     smallest, largest = n // k, -(-n // k)
     if n_validation > smallest:
-        raise ValueError(f"protocol 'speakers-k' takes n_validation={n_validation} validation speakers from the next "
-                         f"group, but with {n} speakers and k={k} the smallest group has {smallest}: lower "
-                         f"n_validation to at most {smallest} or lower k (larger groups)")
+        raise ConfigError(f"protocol 'speakers-k' takes n_validation={n_validation} validation speakers from the next "
+                          f"group, but with {n} speakers and k={k} the smallest group has {smallest}: lower "
+                          f"n_validation to at most {smallest} or lower k (larger groups)")
     if n - largest - n_validation < 1:
-        raise ValueError(f"protocol 'speakers-k' leaves {n - largest - n_validation} training speakers: {n} speakers "
-                         f"- {largest} tested (k={k}) - {n_validation} validating (n_validation={n_validation}); "
-                         "lower n_validation or raise k (smaller test groups), or use a corpus with more speakers")
+        raise ConfigError(f"protocol 'speakers-k' leaves {n - largest - n_validation} training speakers: {n} speakers "
+                          f"- {largest} tested (k={k}) - {n_validation} validating (n_validation={n_validation}); "
+                          "lower n_validation or raise k (smaller test groups), or use a corpus with more speakers")
     given = table.attrs.get("speaker_gender") or {}
     gender = {s: _gender(given.get(s)) for s in speakers}
     by_gender = {g: [s for s in speakers if gender[s] == g] for g in ("F", "M", "")}
@@ -128,15 +130,15 @@ def make_folds(table: pd.DataFrame, protocol: Protocol, *, k: int = 5, n_validat
     protocols ignore them.
     """
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol={protocol!r}; choose one of {PROTOCOLS}")
+        raise ConfigError(f"protocol={protocol!r}; choose one of {PROTOCOLS}")
     speakers = sorted(table["speaker"].unique())
     if protocol == "speakers-k":
         return _speakers_k_folds(table, speakers, k, n_validation)
     folds = []
     if protocol == "speaker":
         if len(speakers) < 3:
-            raise ValueError("protocol 'speaker' needs at least 3 speakers (train, validation, test); found "
-                             f"{speakers}")
+            raise ConfigError("protocol 'speaker' needs at least 3 speakers (train, validation, test); found "
+                              f"{speakers}")
         for test in speakers:
             val = _validation_speaker_for_speaker(table, test, speakers)
             folds.append(Fold(f"speaker-{test}", protocol, (test,), (val,),
@@ -145,15 +147,15 @@ def make_folds(table: pd.DataFrame, protocol: Protocol, *, k: int = 5, n_validat
     elif protocol == "session":
         sessions = sorted(table["session"].unique())
         if len(sessions) < 2:
-            raise ValueError(f"protocol 'session' needs at least 2 sessions; found {sessions}")
+            raise ConfigError(f"protocol 'session' needs at least 2 sessions; found {sessions}")
         for i, test in enumerate(sessions):
             other = sessions[(i + 1) % len(sessions)]
             candidates = sorted(table.loc[table["session"] == other, "speaker"].unique())
             val = candidates[i % len(candidates)]  # alternate which speaker of the next session validates
             train_mask = (table["session"] != test) & (table["speaker"] != val)
             if not train_mask.any():
-                raise ValueError("protocol 'session' left no training data: the corpus needs more sessions or "
-                                 "speakers")
+                raise ConfigError("protocol 'session' left no training data: the corpus needs more sessions or "
+                                  "speakers")
             folds.append(Fold(f"session-{test}", protocol, (test,), (val,), _ids(table, train_mask),
                               _ids(table, table["speaker"] == val), _ids(table, table["session"] == test)))
     else:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..labels import EMOTIONS
-from .corpora import IEMOCAP_LABELS, CorpusError, corpus_table, read_iemocap, read_manifest
+from .corpora import IEMOCAP_LABELS, CorpusError, corpus_table, manifest_records, read_iemocap, read_manifest
 
 __all__ = [
     "ALL_CLASSES",
@@ -497,10 +497,8 @@ def _labels_for_manifest(manifest: Path, label_map: LabelMap, classes: Sequence[
     """`read_manifest`'s arguments; `label_map="all"` keeps every non-empty label of the manifest (sorted)."""
     if isinstance(label_map, str):
         _check_all(label_map)
-        if not manifest.is_file():
-            raise CorpusError(f"manifest {manifest} does not exist")
-        with open(manifest, newline="") as f:
-            labels = sorted({(rec.get("label") or "").strip() for rec in csv.DictReader(f)} - {""})
+        _, records = manifest_records(manifest)
+        labels = sorted({(rec.get("label") or "").strip() for _, rec in records} - {""})
         return dict(label_map={c: c for c in labels}, classes=tuple(labels if classes is None else classes))
     return dict(label_map=label_map, classes=tuple(EMOTIONS if classes is None else classes))
 

@@ -36,8 +36,8 @@ from .frozen import cached_frozen_outputs
 from .loop import METRICS, train_fold
 from .metrics import summarize_folds
 
-__all__ = ["RunResults", "PreparedRun", "load_corpus", "corpus_classes", "fit_max_seconds", "run_dir_for",
-           "prepare_run", "run_features", "train_run_fold", "collect_run", "run_cross_validation"]
+__all__ = ["RunResults", "PreparedRun", "load_corpus", "corpus_classes", "fit_max_seconds", "cut_report",
+           "run_dir_for", "prepare_run", "run_features", "train_run_fold", "collect_run", "run_cross_validation"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def load_corpus(config: RunConfig, *, cache_dir: str | Path | None = None) -> pd
     if dropped:
         logger.info("%s: %d rows left out because their label is not mapped to a class: %s", config.data,
                     sum(dropped.values()), dropped)
-    table, _ = validate_corpus(table, classes=classes, on_bad=config.on_bad)
+    table, _ = validate_corpus(table, classes=classes, on_bad=config.on_bad, cache_dir=cache_dir)
     present = set(table["label"])
     empty = [c for c in classes if c not in present]
     if empty and not config.every_class:
@@ -99,13 +99,27 @@ def corpus_classes(table: pd.DataFrame) -> tuple[str, ...]:
     return tuple(classes)
 
 
-def fit_max_seconds(durations, *, cap: int = 30) -> int:
-    """Whole seconds that hold the longest clip (at least 1, at most `cap`)."""
-    return int(min(cap, max(1, math.ceil(float(np.max(durations)) - 1e-9))))
+def fit_max_seconds(durations, *, cap: int = 30, quantile: float = 0.99) -> int:
+    """Whole seconds that hold 99% of the clips (the `quantile` of `durations`, rounded up; at least 1, at most
+    `cap`): one very long clip does not switch every input to 30 s, it is cut (`cut_report` says so)."""
+    return int(min(cap, max(1, math.ceil(float(np.quantile(np.asarray(durations, float), quantile)) - 1e-9))))
+
+
+def cut_report(durations, max_seconds: int, *, fitted: bool = False) -> str:
+    """How many clips an input of `max_seconds` cuts and by how much, or "" if none: what a run logs."""
+    durations = np.asarray(durations, float)
+    over = durations[durations > max_seconds] - max_seconds
+    if not over.size:
+        return ""
+    how = " (fitted: the 99th percentile of the clip lengths, rounded up)" if fitted else ""
+    return (f"max_seconds={max_seconds}{how}: {over.size} of {durations.size} clips are longer and are cut at "
+            f"{max_seconds} s, losing {over.min():.2f}-{over.max():.2f} s ({over.mean():.2f} s on average; the "
+            f"longest clip lasts {durations.max():.1f} s)")
 
 
 def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | None = None,
-                device_type: str | None = None, classes: Sequence[str] | None = None) -> Path:
+                device_type: str | None = None, classes: Sequence[str] | None = None,
+                fitted_max_seconds: int | None = None) -> Path:
     """`<cache>/runs/<mode>-<protocol>-<hash>`: the hash covers config, data, device type and library versions
     (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
 
@@ -113,7 +127,9 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
     label_map, a level normalisation, a fitting cap and the speakers-k settings enter the hash only where they
     differ from the defaults every run had before they existed, so cached runs of the paper's four classes keep
     their directories. `max_folds` is left out: folds are independent, so runs that differ only in how many folds
-    they train share one directory and reuse each other's finished folds.
+    they train share one directory and reuse each other's finished folds. `fitted_max_seconds` (the input length
+    `max_seconds=0` fitted, given only where it differs from the longest clip's, the fit of runs before the 99th
+    percentile) enters it too.
     """
     classes = tuple(config.classes if classes is None else classes)
     if config.every_class and classes == tuple(config.classes):
@@ -132,6 +148,8 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
         defining["fit_seconds_cap"] = config.fit_seconds_cap
     if config.protocol == "speakers-k":
         defining["speakers_k"] = dict(k=config.folds_k, n_validation=config.validation_speakers)
+    if fitted_max_seconds is not None:
+        defining["fitted_max_seconds"] = fitted_max_seconds
     key = fingerprint([defining, data_key, device_type or resolve_device_type(config.device), library_versions(),
                        TRAINING_FORMAT])
     return cache_root(cache_dir) / "runs" / f"{config.mode}-{config.protocol}-{key}"
@@ -200,7 +218,10 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
     max_seconds = config.max_seconds or fit_max_seconds(table["duration"], cap=config.fit_seconds_cap)
     data_key = data_fingerprint(table)
     device_type = device_type or resolve_device_type(config.device)
-    run_dir = run_dir_for(config, data_key, cache_dir=cache_dir, device_type=device_type, classes=classes)
+    longest = fit_max_seconds(table["duration"], cap=config.fit_seconds_cap, quantile=1.0)  # the fit before p99
+    fitted = max_seconds if not config.max_seconds and max_seconds != longest else None
+    run_dir = run_dir_for(config, data_key, cache_dir=cache_dir, device_type=device_type, classes=classes,
+                          fitted_max_seconds=fitted)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_json(run_dir / "config.json", json.loads(config.to_json()))
     folds = make_folds(table, config.protocol, k=config.folds_k, n_validation=config.validation_speakers)
@@ -208,8 +229,7 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
     save_folds(folds, run_dir / "folds.json")
     truncated = int((table["duration"] > max_seconds).sum())
     if truncated:
-        logger.info("max_seconds=%d: %d of %d clips are longer and are cut at that length", max_seconds, truncated,
-                    len(table))
+        logger.info(cut_report(table["duration"], max_seconds, fitted=not config.max_seconds))
     atomic_json(run_dir / "run.json", dict(data_fingerprint=data_key, max_seconds=max_seconds,
                                             clips_cut_at_max_seconds=truncated, level=config.level,
                                             device=device_type, n_utterances=len(table),

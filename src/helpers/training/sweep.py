@@ -26,14 +26,17 @@ import pandas as pd
 from torch import device as _torch_device
 
 from ..config import RunConfig, make_config
+from ..errors import ConfigError
 from ..io import atomic_json, cache_root, fingerprint, parse_list
 from ..models.weights import resolve_whisper_source
 from ..progress import progress
 from .runs import PreparedRun, RunResults, collect_run, prepare_run, run_features, train_run_fold
 
-__all__ = ["SweepSpec", "FoldTask", "SweepReport", "plan_sweep", "run_fold_task", "run_sweep", "EXECUTORS"]
+__all__ = ["SweepSpec", "FoldTask", "SweepReport", "plan_sweep", "run_fold_task", "run_sweep", "EXECUTORS",
+           "ray_usage_stats_off"]
 
 EXECUTORS = ("local", "ray")
+RAY_USAGE_STATS = "RAY_USAGE_STATS_ENABLED"  # Ray's switch for its usage statistics, sent over the network
 logger = logging.getLogger(__name__)
 
 
@@ -57,10 +60,10 @@ class SweepSpec:
             object.__setattr__(self, name, parse_list(getattr(self, name), kind, name=f"SweepSpec.{name}"))
         grid = {"model", "mode", "protocol", "rank"} & set(self.overrides)
         if grid:
-            raise ValueError(f"SweepSpec.overrides sets {sorted(grid)}: give them as the lists models/modes/"
-                             "protocols/ranks instead")
+            raise ConfigError(f"SweepSpec.overrides sets {sorted(grid)}: give them as the lists models/modes/"
+                              "protocols/ranks instead")
         if not self.modes:
-            raise ValueError("SweepSpec.modes is empty: give 'lora', 'frozen' or both")
+            raise ConfigError("SweepSpec.modes is empty: give 'lora', 'frozen' or both")
 
     def configs(self) -> list[RunConfig]:
         """One RunConfig per run of the grid (each validated), without duplicates, in a stable order."""
@@ -115,11 +118,11 @@ def _task_device_type(config: RunConfig, executor: str, gpus_per_task: float) ->
         return None
     device = str(config.device)
     if device.startswith("cuda:"):
-        raise ValueError(f"device={device!r}: a Ray task sees only the GPU it was given, as 'cuda'; use device='cuda' "
-                         "or 'auto'")
+        raise ConfigError(f"device={device!r}: a Ray task sees only the GPU it was given, as 'cuda'; use "
+                          "device='cuda' or 'auto'")
     if device == "cuda" and not gpus_per_task:
-        raise ValueError("device='cuda' with gpus_per_task=0: Ray hides every GPU from such tasks; give "
-                         "--gpus-per-task 1 (or device='auto'/'cpu')")
+        raise ConfigError("device='cuda' with gpus_per_task=0: Ray hides every GPU from such tasks; give "
+                          "--gpus-per-task 1 (or device='auto'/'cpu')")
     if device == "auto":
         return "cuda" if gpus_per_task > 0 else "cpu"
     return _torch_device(device).type
@@ -224,9 +227,9 @@ def run_sweep(spec: SweepSpec, *, executor: str = "local", address: str | None =
     `gpus_per_task` defaults to 1 when the Ray cluster has GPUs, else 0 (CPU slots of `cpus_per_task`).
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"executor={executor!r}; choose one of {EXECUTORS}")
+        raise ConfigError(f"executor={executor!r}; choose one of {EXECUTORS}")
     if retries < 0:
-        raise ValueError(f"retries={retries} must be 0 or more")
+        raise ConfigError(f"retries={retries} must be 0 or more")
     started_ray = executor == "ray" and _connect_ray(address)
     try:
         if executor == "ray" and gpus_per_task is None:
@@ -283,11 +286,20 @@ def _run_local(runs, todo, status: _Status, retries: int, task) -> None:
         bar.set_postfix(status.counts())
 
 
+def ray_usage_stats_off() -> str:
+    """Turn Ray's usage statistics off (`RAY_USAGE_STATS_ENABLED=0`) unless the user set that variable; returns
+    its value. Ray reads it when it starts, and its workers inherit it: on by default, a local sweep would try to
+    reach Ray's servers a minute in, though a local run needs no network."""
+    return os.environ.setdefault(RAY_USAGE_STATS, "0")
+
+
 def _connect_ray(address: str | None) -> bool:
     """Connect to the Ray cluster at `address` ("auto" = the one `ray start` made here), or start a local one.
 
-    Returns whether this call started Ray (and so should shut it down).
+    Returns whether this call started Ray (and so should shut it down). Ray's usage statistics are turned off first
+    (`ray_usage_stats_off`), so a local sweep makes no network attempt.
     """
+    ray_usage_stats_off()
     try:
         import ray
     except ImportError as err:
