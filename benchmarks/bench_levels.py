@@ -29,8 +29,8 @@ def fold_uars(level: str, seeds: list[int], seed_folds: int) -> dict[tuple[int, 
     """Test UAR of each (seed, fold) unit of the demo LoRA run with clip level `level`."""
     out = {}
     for i, seed in enumerate(seeds):
-        run = prepare_run(make_config("demo", level=level, seed=seed))
-        folds = range(len(run.folds)) if i == 0 else range(min(seed_folds, len(run.folds)))
+        run = prepare_run(make_config("demo", level=level, seed=seed, max_folds=seed_folds if i else None))
+        folds = range(len(run.folds))
         for f in folds:
             train_run_fold(run, f)
         rows = collect_run(run).folds
