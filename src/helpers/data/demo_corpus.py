@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ..io import atomic_directory, cache_root, fingerprint
+from ..io import FileLock, atomic_directory, cache_root, fingerprint, remove_stale_temporaries, set_aside
 from ..labels import EMOTIONS, SAMPLE_RATE
 from ..progress import progress
 from .corpora import read_manifest
@@ -165,12 +165,41 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
                       cache_dir: str | Path | None = None, force: bool = False) -> Path:
     """Write the corpus once (16 kHz WAV files + `manifest.csv` + `plan.csv`) and return its folder.
 
-    The folder is `<cache>/corpora/demo-<fingerprint>`; an existing complete one is reused. It is written to a
-    temporary sibling and renamed into place, so an interrupted build leaves nothing half-made.
+    The folder is `<cache>/corpora/demo-<fingerprint>`; an existing complete one is reused (one missing a file it
+    lists is the project's damaged cache, not the user's data: it is set aside and built again). It is written to a
+    temporary sibling and renamed into place, so an interrupted build leaves nothing half-made; concurrent processes
+    build it once (a lock file beside it).
     """
     target = cache_root(cache_dir) / "corpora" / f"demo-{settings.fingerprint()}"
-    if (target / "manifest.csv").is_file() and not force:
+    if not force and _complete(target):
         return target
+    with FileLock(target.with_name(f"{target.name}.lock"), what=f"building the demo corpus {target.name}"):
+        if not force and _complete(target):  # built by another process while this one waited
+            return target
+        remove_stale_temporaries(target.parent)
+        return _build(settings, target)
+
+
+def _complete(target: Path) -> bool:
+    """Whether the demo corpus folder `target` holds its manifest, plan and every clip they list (non-empty); an
+    incomplete one is set aside, named in a warning."""
+    if not (target / "manifest.csv").is_file():
+        return False
+    try:
+        paths = pd.read_csv(target / "manifest.csv")["path"]
+        pd.read_csv(target / "plan.csv", usecols=["utterance", "text"])
+    except (OSError, ValueError, KeyError) as err:  # pandas' parser errors are ValueErrors
+        set_aside(target, reason=f"its manifest.csv or plan.csv does not read back ({err})")
+        return False
+    missing = [p for p in paths if not (target / p).is_file() or (target / p).stat().st_size <= 44]
+    if missing:
+        set_aside(target, reason=f"{len(missing)} of its clips are missing or empty (first: {missing[0]})")
+        return False
+    return True
+
+
+def _build(settings: DemoCorpusSettings, target: Path) -> Path:
+    """Synthesize the corpus of `settings` into `target` (see `build_demo_corpus`)."""
     plan = demo_corpus_plan(settings)
     with atomic_directory(target) as tmp:
         requests = [(r.text, Prosody(voice=r.voice, rate=r.rate, volume=r.volume, pitch=r.pitch,
