@@ -214,3 +214,16 @@ def test_three_concurrent_runs_of_one_config_agree_and_none_crashes(reference, t
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "folds.csv")[METRICS], reference[1].folds[METRICS])
     leftovers = [p for p in cache.rglob(".*") if not p.is_symlink()]
     assert leftovers == [], leftovers  # no lock and no temporary file left behind
+
+
+def test_the_run_table_sets_a_damaged_result_aside_instead_of_failing(reference, tmp_path, caplog):
+    from helpers.book.reproducibility import run_table
+
+    cache = _copy_cache(reference[0], tmp_path)
+    assert run_table(cache)["folds_done"].tolist() == [1]
+    fold_dir = _fold_dir(cache, reference)
+    (fold_dir / "result.json").write_text("")
+    with caplog.at_level(logging.WARNING, logger="helpers.io"):
+        table = run_table(cache)
+    assert table["folds_done"].tolist() == [0] and table["mean_test_uar"].isna().all()
+    assert str(fold_dir / "result.json") in caplog.text and len(_set_aside(fold_dir, "result.json")) == 1
