@@ -210,6 +210,7 @@ def test_three_concurrent_runs_of_one_config_agree_and_none_crashes(reference, t
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     assert len({out for out, _ in outputs}) == 1  # the same run directory and summary table
+    assert sum("clips/s)" in err for _, err in outputs) == 1  # one process trained the fold, the others read it
     run_dir = cache / "runs" / reference[1].run_dir.name
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "folds.csv")[METRICS], reference[1].folds[METRICS])
     leftovers = [p for p in cache.rglob(".*") if not p.is_symlink()]
