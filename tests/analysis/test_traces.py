@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -22,6 +25,19 @@ def test_traces_are_cached_and_reused(traces):
         assert np.array_equal(again[kind]["logits"], traces[kind]["logits"])
     table = traces["analysis_set"]
     assert (table.groupby("label").size() <= 4).all() and len(table) == len(traces["lora"]["labels"])
+
+
+def test_a_damaged_cached_trace_is_set_aside_and_traced_again(traces, cache_dir, caplog):
+    [cached] = [p for p in Path(traces["lora"].meta["run"]).glob(f"{traces['lora'].meta['fold']}/traces/lora-*")
+                if ".corrupt-" not in p.name]
+    data = cached.read_bytes()
+    cached.unlink()
+    cached.write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.WARNING, logger="helpers.io"):
+        again = chapters.main_traces("smoke")
+    assert str(cached) in caplog.text and len(list(cached.parent.glob(f"{cached.name}.corrupt-*"))) == 1
+    assert np.array_equal(again["lora"]["logits"], traces["lora"]["logits"])
+    assert np.array_equal(again["lora"]["pooled_all"], traces["lora"]["pooled_all"])
 
 
 def test_contribution_and_lens_tables(traces):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,7 @@ from helpers.analysis.sets import speech_frames
 from helpers.analysis.spectra import k_energy, singular_values
 from helpers.analysis.tracing import Trace, trace_model
 from helpers.data.features import extract_features, whisper_feature_extractor
+from helpers.io import CorruptCacheError, atomic_tensors, read_cached
 from helpers.models.classifier import ModelSpec, build_classifier, load_whisper_classifier
 from helpers.models.lora import ATTENTION_PROJECTIONS, LoraSettings, redraw_lora
 
@@ -93,6 +97,23 @@ def test_frozen_model_trace_and_round_trip(tiny_en_dir, batch, tmp_path):
     assert trace.lora_names == [] and not trace.meta["gradients"] and trace.meta["residual_error"] < 1e-4
     again = Trace.load(trace.save(tmp_path / "t.safetensors"))
     assert again.meta == trace.meta and all(np.array_equal(again[k], trace[k]) for k in trace.arrays)
+
+
+def test_a_damaged_trace_file_is_named_set_aside_and_traced_again(tiny_en_dir, batch, tmp_path, caplog):
+    model = load_whisper_classifier("tiny.en", max_seconds=4, seed=0)
+    trace = trace_model(model, *batch, with_gradients=False)
+    path = trace.save(tmp_path / "frozen-trace.safetensors")
+    os.truncate(path, path.stat().st_size - 100)
+    with pytest.raises(CorruptCacheError, match="frozen-trace.safetensors: the header declares"):
+        Trace.load(path)
+    with caplog.at_level(logging.WARNING, logger="helpers.io"):
+        again = read_cached(path, Trace.load, lambda: trace_model(model, *batch, with_gradients=False).save(path)
+                            and Trace.load(path))
+    assert again.meta == trace.meta and all(np.array_equal(again[k], trace[k]) for k in trace.arrays)
+    assert str(path) in caplog.text and len(list(tmp_path.glob("frozen-trace.safetensors.corrupt-*"))) == 1
+    atomic_tensors(path, {"x": np.ones(2)})  # whole, but not a trace
+    with pytest.raises(CorruptCacheError, match="no readable trace description"):
+        Trace.load(path)
 
 
 def test_tracing_leaves_the_model_in_the_mode_it_found(lora_model, batch):

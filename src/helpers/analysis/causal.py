@@ -23,13 +23,14 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..data.features import compute_features, whisper_feature_extractor
-from ..data.protocols import load_folds
-from ..io import file_sha256, fingerprint
+from ..data.protocols import Fold, load_folds
+from ..io import file_sha256, fingerprint, read_cached, remove_stale_temporaries
 from ..models.classifier import load_classifier
 from ..models.lora import redraw_lora
 from ..progress import progress
@@ -144,8 +145,14 @@ def fold_interventions(lora_run: RunResults, frozen_run: RunResults, *, fold_ind
     fold = load_folds(lora_run.run_dir / "folds.json")[fold_index]
     hashes = [file_sha256(r.run_dir / fold.name / "result.json")[:8] for r in (lora_run, frozen_run)]
     path = lora_run.run_dir / fold.name / "causal" / f"{settings.key()}-{hashes[0]}-{hashes[1]}.safetensors"
-    if path.is_file():
-        return Trace.load(path)
+    remove_stale_temporaries(path.parent)
+    return read_cached(path, Trace.load,  # a damaged file is set aside and computed again
+                       lambda: _fold_interventions(lora_run, frozen_run, fold, fold_index, settings, path))
+
+
+def _fold_interventions(lora_run: RunResults, frozen_run: RunResults, fold: Fold, fold_index: int,
+                        settings: CausalSettings, path: Path) -> Trace:
+    """Run every causal experiment of `fold_interventions` and cache the record at `path`."""
     lora, spec = load_classifier(lora_run.run_dir / fold.name / "model", allow_download=lora_run.config.allow_download)
     frozen, _ = load_classifier(frozen_run.run_dir / fold.name / "model",
                                 allow_download=frozen_run.config.allow_download)

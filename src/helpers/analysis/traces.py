@@ -8,14 +8,13 @@ analysis settings and the fold's result. Nothing here trains except `rank_runs`,
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from ..data.features import compute_features, whisper_feature_extractor
-from ..io import file_sha256
+from ..io import file_sha256, read_cached, read_json_checked, remove_stale_temporaries
 from ..models.classifier import build_classifier, load_classifier, read_spec
 from ..models.lora import redraw_lora
 from ..training.runs import RunResults, run_cross_validation
@@ -75,27 +74,19 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
     if unknown:
         raise ValueError(f"kinds={kinds}: {unknown} unknown; choose from {TRACE_KINDS}")
     table, fold_name = analysis_set(lora_run, fold_index, settings, cache_dir)
-    run_info = json.loads((lora_run.run_dir / "run.json").read_text())
+    run_info = read_json_checked(lora_run.run_dir / "run.json")
     classes = lora_run.classes
     labels = torch.tensor([classes.index(x) for x in table["label"]])
     out: dict = {"analysis_set": table, "classes": classes}
     features = None
-    for kind in kinds:
-        run = frozen_run if kind == "frozen" else lora_run
-        if run is None:
-            continue
-        # keyed by the settings and by the fold's result, so a retrained fold never meets an older trace
-        result = file_sha256(run.run_dir / fold_name / "result.json")[:8]
-        path = run.run_dir / fold_name / "traces" / f"{kind}-{settings.key()}-{result}.safetensors"
-        if path.is_file():
-            out[kind] = Trace.load(path)
-            out[kind].meta.setdefault("classes", list(classes))  # traces cached before classes were recorded
-            continue
+
+    def trace_kind(kind: str, run: RunResults, path: Path) -> Trace:
+        """Trace one kind of model afresh and cache it at `path` (the features are computed once for all kinds)."""
+        nonlocal features
         if kind.startswith("untrained-"):
             model, spec = _untrained(run, fold_name, fold_index, kind, settings)
         else:
-            model, spec = load_classifier(run.run_dir / fold_name / "model",
-                                          allow_download=run.config.allow_download)
+            model, spec = load_classifier(run.run_dir / fold_name / "model", allow_download=run.config.allow_download)
         if features is None:
             extractor = whisper_feature_extractor(model.config, spec.max_seconds)
             features = compute_features(table, extractor, level=lora_run.config.level, cache_dir=cache_dir)
@@ -109,7 +100,19 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
         if "pooled" in TRACE_KINDS[kind]:
             _add_lens(trace, model)
         trace.save(path)
-        out[kind] = trace
+        return trace
+
+    for kind in kinds:
+        run = frozen_run if kind == "frozen" else lora_run
+        if run is None:
+            continue
+        # keyed by the settings and by the fold's result, so a retrained fold never meets an older trace
+        result = file_sha256(run.run_dir / fold_name / "result.json")[:8]
+        path = run.run_dir / fold_name / "traces" / f"{kind}-{settings.key()}-{result}.safetensors"
+        remove_stale_temporaries(path.parent)
+        # a damaged trace file is set aside (named in a warning) and traced again
+        out[kind] = read_cached(path, Trace.load, lambda kind=kind, run=run, path=path: trace_kind(kind, run, path))
+        out[kind].meta.setdefault("classes", list(classes))  # traces cached before classes were recorded
     return out
 
 

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file
 
-from ..io import atomic_tensors
+from ..io import CorruptCacheError, atomic_tensors, check_tensors, load_tensors_checked
 from ..progress import progress
 
 __all__ = ["TRACE_PARTS", "Trace", "trace_model", "lora_modules", "encoder_path", "walk",
@@ -65,11 +64,12 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | Path) -> "Trace":
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="numpy") as f:
-            meta = json.loads(f.metadata()["meta"])
-        return cls(load_file(str(path)), meta)
+        """A saved trace, read back whole (`CorruptCacheError` naming the file if it is damaged)."""
+        try:
+            meta = json.loads(check_tensors(path)["__metadata__"]["meta"])
+        except (KeyError, TypeError, json.JSONDecodeError):
+            raise CorruptCacheError(path, "it has no readable trace description (metadata 'meta')") from None
+        return cls(load_tensors_checked(path, framework="numpy"), meta)
 
 
 def encoder_path(model) -> str:

@@ -316,12 +316,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(problem)
     # progress bars would become dead widgets in the static book: the kernels inherit these settings
     os.environ.update(TQDM_DISABLE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
-    from ..io import cache_root
+    from ..io import atomic_json, cache_root, read_cached, read_json_checked
 
+    # a damaged record (an interrupted write of an older version) is set aside: every chapter then counts as changed
     timings_path = ROOT / "book" / "executed" / "timings.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    timings = read_cached(timings_path, read_json_checked, dict)
     stamps_path = ROOT / "book" / "executed" / "stamps.json"
-    stamps = json.loads(stamps_path.read_text()) if stamps_path.is_file() else {}
+    stamps = read_cached(stamps_path, read_json_checked, dict)
     done = {}
     for name in chapters:
         given = {k: v for k, v in parameters.items() if k in chapter_parameters(name)}
@@ -335,17 +336,17 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stamps.pop(name, None)
         stamps_path.parent.mkdir(parents=True, exist_ok=True)
-        stamps_path.write_text(json.dumps(stamps, indent=1))  # an interrupted execution leaves no stale stamp
+        atomic_json(stamps_path, stamps)  # an interrupted execution leaves no stale stamp
         start = time.perf_counter()
         execute_chapter(name, profile=args.profile, parameters=parameters)
         timings[name] = round(time.perf_counter() - start, 1)
         print(f"chapter {name}: {timings[name]:.1f} s", flush=True)
-        timings_path.write_text(json.dumps(timings, indent=1))
+        atomic_json(timings_path, timings)
         done[name] = inputs
     # every chapter of this build is current with the cache as it is now (entries are written once, never rewritten)
     final_cache = tree_fingerprint(cache_root())
     stamps.update({name: {"inputs": inputs, "cache": final_cache} for name, inputs in done.items()})
-    stamps_path.write_text(json.dumps(stamps, indent=1))
+    atomic_json(stamps_path, stamps)
     missing = [c for c in CHAPTERS if not (ROOT / "book" / "executed" / f"{c}.ipynb").is_file()]
     if missing:
         raise SystemExit(f"chapters never executed: {missing}; run without --chapter once")

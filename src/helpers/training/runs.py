@@ -2,7 +2,9 @@
 
 `run_cross_validation(profile, **overrides)` loads the corpus, makes the folds, trains each fold and writes tidy
 results under `<cache>/runs/<mode>-<protocol>-<hash>/`, where the hash covers everything that defines the run.
-Finished folds are skipped on rerun; an interrupted fold resumes from its last epoch checkpoint. A sweep
+Finished folds are skipped on rerun; an interrupted fold resumes from its last epoch checkpoint. A damaged result
+or saved model is set aside and its fold trained again. One process at a time trains a fold (a lock file in its
+folder): another process asking for the same fold waits, then reads the result. A sweep
 (`helpers.training.sweep`) calls the same `prepare_run`, `train_run_fold` and `collect_run`.
 """
 
@@ -26,7 +28,18 @@ from ..data.corpora import CorpusError, validate_corpus
 from ..data.demo_corpus import DEMO_EMOTIONS, DemoCorpusSettings, load_demo_corpus
 from ..data.features import compute_features, data_fingerprint, feature_key, whisper_feature_extractor
 from ..data.protocols import Fold, make_folds, save_folds
-from ..io import atomic_csv, atomic_json, cache_root, fingerprint
+from ..io import (
+    CorruptCacheError,
+    FileLock,
+    atomic_csv,
+    atomic_json,
+    cache_root,
+    check_tensors,
+    fingerprint,
+    read_json_checked,
+    remove_stale_temporaries,
+    set_aside,
+)
 from ..labels import EMOTIONS
 from ..models.classifier import ModelSpec
 from ..models.weights import resolve_whisper_source
@@ -37,7 +50,8 @@ from .loop import METRICS, train_fold
 from .metrics import summarize_folds
 
 __all__ = ["RunResults", "PreparedRun", "load_corpus", "corpus_classes", "fit_max_seconds", "cut_report",
-           "run_dir_for", "prepare_run", "run_features", "train_run_fold", "collect_run", "run_cross_validation"]
+           "run_dir_for", "prepare_run", "run_features", "finished_result", "train_run_fold", "collect_run",
+           "run_cross_validation"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +184,7 @@ class RunResults:
         """Read a run directory's files: every fold finished there (its config.json is the last invocation's)."""
         run_dir = Path(run_dir)
         config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v
-                              for k, v in json.loads((run_dir / "config.json").read_text()).items()})
+                              for k, v in read_json_checked(run_dir / "config.json").items()})
         return cls(run_dir, config, pd.read_csv(run_dir / "folds.csv"), pd.read_csv(run_dir / "summary.csv"),
                    _run_classes(run_dir))
 
@@ -178,7 +192,7 @@ class RunResults:
 def _run_classes(run_dir: str | Path) -> tuple[str, ...]:
     """The classes of the run in `run_dir`, from its run.json (a run prepared before classes were recorded there
     trained the paper's four, the only classes there were)."""
-    info = json.loads((Path(run_dir) / "run.json").read_text())
+    info = read_json_checked(Path(run_dir) / "run.json")
     return tuple(info.get("classes") or EMOTIONS)
 
 
@@ -223,6 +237,7 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
     run_dir = run_dir_for(config, data_key, cache_dir=cache_dir, device_type=device_type, classes=classes,
                           fitted_max_seconds=fitted)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _remove_temporaries(run_dir, cache_dir)
     atomic_json(run_dir / "config.json", json.loads(config.to_json()))
     folds = make_folds(table, config.protocol, k=config.folds_k, n_validation=config.validation_speakers)
     folds = folds[:config.max_folds] if config.max_folds else folds
@@ -239,6 +254,37 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
                                             dropped_labels=table.attrs.get("dropped_labels", {}),
                                             platform=platform.platform(), python=platform.python_version()))
     return PreparedRun(config, run_dir, table, folds, max_seconds, cache_dir)
+
+
+def _remove_temporaries(run_dir: Path, cache_dir: str | Path | None) -> None:
+    """Clear what killed processes left in the caches a run writes (see `helpers.io.remove_stale_temporaries`)."""
+    root = cache_root(cache_dir)
+    for folder in (root / "features", root / "encoder_outputs", root / "corpora", root / "whisper", run_dir,
+                   *(p for p in run_dir.iterdir() if p.is_dir())):
+        remove_stale_temporaries(folder)
+
+
+def finished_result(fold_dir: Path) -> dict | None:
+    """The fold's result.json if the fold is finished and its result and saved model read back whole, else None.
+
+    A damaged result or model is set aside (named in a warning) so that the fold is trained again.
+    """
+    path = fold_dir / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        result = read_json_checked(path)
+        weights = sorted((fold_dir / "model").glob("*.safetensors"))
+        if not weights:
+            raise CorruptCacheError(fold_dir / "model", "the fold's saved model has no weights file")
+        for file in weights:
+            check_tensors(file)
+    except CorruptCacheError as err:
+        set_aside(path, reason=f"{err.path.name}: {err.reason}; the fold is trained again")
+        if err.path != path and (fold_dir / "model").exists():
+            set_aside(fold_dir / "model", reason="the saved model of a fold trained again")
+        return None
+    return result
 
 
 def run_features(run: PreparedRun, *, load: bool = True) -> tuple[torch.Tensor | None, str]:
@@ -259,13 +305,30 @@ def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
     """Train and test fold `fold_index` of a prepared run, unless its result exists: the unit a sweep schedules.
 
     Safe to call from another process on another machine that sees the same cache folder: everything it needs is
-    read from the run directory and the caches, and its result appears atomically as `<fold>/result.json`.
+    read from the run directory and the caches, its result appears atomically as `<fold>/result.json`, and one
+    process at a time trains the fold (the lock file `<fold>/.lock`): another one waits for it and then reads its
+    result instead of training the fold again.
     """
-    config, fold = run.config, run.folds[fold_index]
+    fold = run.folds[fold_index]
     fold_dir = run.run_dir / fold.name
+    result = finished_result(fold_dir)
+    if result is not None:
+        return result
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(fold_dir / ".lock", what=f"fold {fold.name} of {run.run_dir.name}") as lock:
+        result = finished_result(fold_dir)
+        if result is not None:  # trained by the process this one waited for
+            logger.info("%s: trained by another process while this one waited %.0f s; its result is used",
+                        fold.name, lock.waited)
+            return result
+        result = _train_run_fold(run, fold_index, fold_dir)
+    return result
+
+
+def _train_run_fold(run: PreparedRun, fold_index: int, fold_dir: Path) -> dict:
+    """Train and test one fold (the caller holds its lock) and write its result."""
+    config, fold = run.config, run.folds[fold_index]
     result_path = fold_dir / "result.json"
-    if result_path.is_file():
-        return json.loads(result_path.read_text())
     device = pick_device(config.device)
     with matmul_precision(device, config.tf32):
         if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
@@ -280,7 +343,6 @@ def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
                          lora=config.lora if config.mode == "lora" else None)
         index_of = {u: i for i, u in enumerate(run.table["utterance"])}
         labels = torch.tensor([classes.index(label) for label in run.table["label"]])
-        fold_dir.mkdir(exist_ok=True)
         result = train_fold(config, fold, fold_index, fold_dir, spec, index_of, labels, inputs, frozen_out, device,
                             cache_dir=run.cache_dir)
     atomic_json(result_path, result)
@@ -296,7 +358,7 @@ def collect_run(run: PreparedRun) -> RunResults:
     if missing:
         raise RuntimeError(f"{run.run_dir}: folds {missing} have no result.json yet; train them first "
                            "(run_cross_validation or a sweep)")
-    results = [json.loads((run.run_dir / f.name / "result.json").read_text()) for f in run.folds]
+    results = [_read_result(run.run_dir / f.name) for f in run.folds]
     mixed = {(r.get("speed", {}).get("device", "?").split(":")[0], r.get("speed", {}).get("precision", "?"))
              for r in results}
     if len(mixed) > 1:  # e.g. a Ray cluster whose GPUs resolve precision="auto" differently (bf16 vs fp16)
@@ -304,11 +366,20 @@ def collect_run(run: PreparedRun) -> RunResults:
                            "set precision explicitly (e.g. precision='bf16') so all folds compute alike")
     rows, summary = _tables(results)
     # on disk: every finished fold in this directory (runs differing only in max_folds share it)
-    everything = [json.loads(p.read_text()) for p in run.run_dir.glob("*/result.json")]
+    everything = [r for p in run.run_dir.glob("*/result.json") if (r := finished_result(p.parent)) is not None]
     all_rows, all_summary = _tables(sorted(everything, key=lambda r: r["fold_index"]))
     atomic_csv(run.run_dir / "folds.csv", all_rows)
     atomic_csv(run.run_dir / "summary.csv", all_summary)
     return RunResults(run.run_dir, run.config, rows, summary, run.classes)
+
+
+def _read_result(fold_dir: Path) -> dict:
+    """A finished fold's result; a damaged one is set aside and named in an error that says to rerun."""
+    result = finished_result(fold_dir)
+    if result is None:
+        raise RuntimeError(f"{fold_dir}: the fold's result or model was damaged and is set aside; rerun the run (or "
+                           "the sweep) to train the fold again")
+    return result
 
 
 def run_cross_validation(profile: str = "demo", *, cache_dir: str | Path | None = None,
