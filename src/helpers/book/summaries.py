@@ -146,6 +146,11 @@ def _verdict_link(claims: pd.DataFrame, claim_id: str) -> tuple[str, str]:
     return verdict, f"[{verdict}](scorecard.html#claim-{claim_id})"
 
 
+def _folds(n: int) -> str:
+    """'1 fold', '4 folds': a rehearsal cut to one fold reads as English."""
+    return f"{n} fold{'s' if n != 1 else ''}"
+
+
 def _pm(mean: float, std: float) -> str:
     """'0.531 +/- 0.062', or the mean alone where there is no spread (one fold)."""
     return f"{mean:.3f} ± {std:.3f}" if np.isfinite(std) else f"{mean:.3f} (one fold, no spread)"
@@ -182,8 +187,8 @@ def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd
     diff = float(lora["uar_mean"] - frozen["uar_mean"])
     side = "above" if diff > 0 else "below" if diff < 0 else "level with"
     lines = [
-        f"- **Table 1 in this run** (Whisper {size}, `{protocol}` protocol, {int(lora['n_folds'])} folds of the first "
-        f"training seed). LoRA: UAR {_pm(lora['uar_mean'], lora['uar_std'])}, WAR {lora['war_mean']:.3f}, "
+        f"- **Table 1 in this run** (Whisper {size}, `{protocol}` protocol, {_folds(int(lora['n_folds']))} of the "
+        f"first training seed). LoRA: UAR {_pm(lora['uar_mean'], lora['uar_std'])}, WAR {lora['war_mean']:.3f}, "
         f"macro-F1 {lora['f1_mean']:.3f}. Frozen encoder: UAR {_pm(frozen['uar_mean'], frozen['uar_std'])}, WAR "
         f"{frozen['war_mean']:.3f}, macro-F1 {frozen['f1_mean']:.3f}. Chance is {1 / n_classes:.3f}. LoRA is "
         f"{f'{abs(diff):.3f} UAR ' if diff else ''}{side} the frozen encoder on these folds."
