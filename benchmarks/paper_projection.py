@@ -26,7 +26,7 @@ from pathlib import Path
 from helpers.models.weights import WHISPER_SIZES
 
 __all__ = ["MEASURED", "encoder_params", "train_flops", "lora_run_hours", "frozen_run_hours", "peak_memory_gib",
-           "trace_bytes", "projection_table", "book_hours"]
+           "trace_bytes", "projection_table", "book_hours", "causal_layer_passes", "causal_hours"]
 
 # benchmarks/gpu_check.sh on one H200 (README): large-v2 shape, LoRA r=32 on v_proj, bf16, 30 s inputs, batch 8
 MEASURED = dict(card="H200", size="large-v2", clips_per_s=54.8, tflops=376.0, mfu=0.38, peak_gib=16.4, batch=8)
@@ -81,6 +81,41 @@ def frozen_run_hours(shape: dict, *, clips: int = IEMOCAP_CLIPS, mfu: float = ME
     return _seconds(clips * train_flops(shape) / 3, mfu) / 3600
 
 
+def causal_layer_passes(n_layers: int, *, projections: tuple[str, ...] = ("v_proj",),
+                        random_sets: int = 20) -> int:
+    """Encoder-layer passes per test clip of one fold's causal experiments (`helpers.analysis.causal`): the edits
+    of the LoRA, frozen and untrained models as `fold_interventions` makes them, each run from the lowest layer it
+    touches (`run_edits`; erased layers are skipped), plus per model one pass reading the stream and one reading
+    the patch source."""
+    from helpers.analysis.causal import ablation_plan, patch_sites, top_quarter
+    from helpers.analysis.interventions import Edit
+
+    L, q = n_layers, top_quarter(n_layers)
+    common = [Edit()] + [Edit(erase=(l,)) for l in range(L)] + [Edit(antialigned=(l,)) for l in range(L)]
+    common += [Edit(erase=tuple(range(k))) for k in range(1, L + 1)]
+    common += [Edit(erase=tuple(range(L - k, L))) for k in range(1, L + 1)]
+    common += [Edit(antialigned=tuple(range(L - q, L)))] + [Edit(patch=site) for site in patch_sites(L)]
+    plan = ablation_plan(L, list(projections), random_sets=random_sets)
+    ablations = [Edit(lora_off=tuple(item["layers"])) for item in plan.values()]
+    untrained = [Edit()] + [Edit(patch=site) for site in patch_sites(L) if site[0] != "residual"]
+
+    def cost(edits: list) -> int:
+        unique = list(dict.fromkeys(edits))
+        return 2 * L + sum(L - e.first_layer(L) - len(e.erase) for e in unique)
+
+    return cost(common + ablations) + cost(common) + cost(untrained)
+
+
+def causal_hours(shape: dict, *, clips: int = IEMOCAP_CLIPS, folds: int = 10, probe_per_class: int = 100,
+                 mfu: float = MEASURED["mfu"]) -> float:
+    """Hours of the causal chapter's experiments over every fold: `causal_layer_passes` on each fold's test clips,
+    plus the probes' pooled passes (LoRA and frozen model, `probe_per_class` x 4 training clips and the test)."""
+    forward_per_layer = train_flops(shape) / 3 / shape["layers"]
+    test = clips / folds
+    layers = causal_layer_passes(shape["layers"]) * test + 2 * shape["layers"] * (4 * probe_per_class + test)
+    return folds * _seconds(layers * forward_per_layer, mfu) / 3600
+
+
 def peak_memory_gib(shape: dict, *, mode: str = "lora") -> float:
     """Peak GPU memory at batch 8, 30 s, bf16: fp32 weights and their bf16 copies (6 bytes per parameter) plus
     activations, scaled from the measured large-v2 peak by L x d (every size's feed-forward is 4 d wide); a frozen
@@ -126,11 +161,11 @@ def read_trace_arrays(folder: Path) -> dict[str, tuple[tuple[int, ...], int]]:
 
 
 def projection_table(sizes=tuple(WHISPER_SIZES), *, mfu: float = MEASURED["mfu"]) -> list[dict]:
-    """One row per size: training TFLOPs per clip, hours of a LoRA and a frozen run (10 folds x 20 epochs), peak GPU
-    memory of each."""
+    """One row per size: training TFLOPs per clip, hours of a LoRA run (10 folds x 20 epochs), minutes of a frozen
+    run, peak GPU memory of each."""
     return [dict(size=size, tflop_per_clip=round(train_flops(WHISPER_SIZES[size]) / 1e12, 2),
                  lora_hours=round(lora_run_hours(WHISPER_SIZES[size], mfu=mfu), 2),
-                 frozen_hours=round(frozen_run_hours(WHISPER_SIZES[size], mfu=mfu), 3),
+                 frozen_minutes=round(60 * frozen_run_hours(WHISPER_SIZES[size], mfu=mfu), 2),
                  lora_peak_gib=round(peak_memory_gib(WHISPER_SIZES[size]), 1),
                  frozen_peak_gib=round(peak_memory_gib(WHISPER_SIZES[size], mode="frozen"), 1))
             for size in sizes]
@@ -139,29 +174,35 @@ def projection_table(sizes=tuple(WHISPER_SIZES), *, mfu: float = MEASURED["mfu"]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mfu", type=float, default=MEASURED["mfu"], help="model FLOPs utilisation assumed")
-    parser.add_argument("--traces", type=Path, help="a rehearsal's trace folder (arrays at 32 layers, lora_frames 50)")
+    parser.add_argument("--traces", type=Path, nargs="+",
+                        help="one fold's trace folders of a rehearsal (LoRA, frozen run; 32 layers, lora_frames 50)")
     parser.add_argument("--trace-clips", type=int, default=4, help="clips in the rehearsal's analysis set")
     parser.add_argument("--trace-width", type=int, default=16, help="d_model of the rehearsal's narrow Whisper")
     args = parser.parse_args()
     rows = projection_table(mfu=args.mfu)
-    print("| size | TFLOP per training clip | LoRA run, h | frozen run, h | LoRA peak, GiB | frozen peak, GiB |")
+    print("| Whisper size | TFLOP per training clip | LoRA run (10 folds x 20 epochs), hours | frozen run, minutes | "
+          "LoRA peak GPU memory, GiB | frozen peak, GiB |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']} | {r['tflop_per_clip']} | {r['lora_hours']} | {r['frozen_hours']} | "
+        print(f"| {r['size']} | {r['tflop_per_clip']} | {r['lora_hours']} | {r['frozen_minutes']} | "
               f"{r['lora_peak_gib']} | {r['frozen_peak_gib']} |")
     hours = book_hours(WHISPER_SIZES["large-v2"], mfu=args.mfu)
-    print("\n| the paper book's LoRA runs, large-v2 | hours |\n|---|---|")
+    print("\n| the paper book with large-v2 | hours |\n|---|---|")
     for what, h in hours.items():
-        print(f"| {what} | {h:.1f} |")
-    print(f"| total | {sum(hours.values()):.1f} |")
+        print(f"| LoRA runs: {what} | {h:.1f} |")
+    causal = causal_hours(WHISPER_SIZES["large-v2"], mfu=args.mfu)
+    print(f"| causal experiments, every fold (forward passes only) | {causal:.1f} |")
+    print(f"| total | {sum(hours.values()) + causal:.1f} |")
+    print(f"\ncausal layer passes per test clip at 32 layers: {causal_layer_passes(32)} "
+          f"({causal_layer_passes(32) / 32:.0f} encoder passes)")
     if args.traces:
-        arrays = read_trace_arrays(args.traces)
+        arrays = {f"{i}:{k}": v for i, folder in enumerate(args.traces) for k, v in read_trace_arrays(folder).items()}
         for size in ("large-v2",):
             per_fold = trace_bytes(arrays, clips=args.trace_clips, width=args.trace_width, to_clips=100,
                                    to_width=WHISPER_SIZES[size]["d_model"])
-            print(json.dumps(dict(size=size, rehearsal_bytes=sum(
-                s[1] * _prod(s[0]) for s in arrays.values()), per_fold_gib=round(per_fold / 2**30, 2),
-                ten_folds_gib=round(10 * per_fold / 2**30, 1))))
+            print(json.dumps(dict(size=size, rehearsal_bytes=sum(s[1] * _prod(s[0]) for s in arrays.values()),
+                                  per_fold_gib=round(per_fold / 2**30, 2),
+                                  ten_folds_gib=round(10 * per_fold / 2**30, 1))))
 
 
 def _prod(shape) -> int:
