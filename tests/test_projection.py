@@ -44,3 +44,11 @@ def test_trace_bytes_scale_clips_and_width_only():
     arrays = {"states": ((4, 33, 16), 4), "lora.A": ((4, 50, 32), 4), "lens": ((4, 33, 4), 4), "frames": ((50,), 8)}
     got = projection.trace_bytes(arrays, clips=4, width=16, to_clips=100, to_width=1280)
     assert got == (100 * 33 * 1280 + 100 * 50 * 32 + 100 * 33 * 4) * 4 + 50 * 8
+
+
+def test_causal_passes_of_a_one_layer_encoder_by_hand():
+    """L = 1: per model a stream pass and a source pass (2 layers); unique edits running layer 0: LoRA model 4
+    (antialigned, attention patch, MLP patch, LoRA off; the intact run, the erasure and the residual patch at the
+    top run no layer), frozen 3, untrained 2 (its two patches): 6 + 5 + 4 = 15."""
+    assert projection.causal_layer_passes(1) == 15
+    assert projection.causal_layer_passes(32) > 32 * 100  # hundreds of encoder passes per test clip
