@@ -556,15 +556,22 @@ def ranks_summary(separability: pd.DataFrame, evidence: pd.DataFrame, claims: pd
     first, last = states[0], states[-1]
     by = separability.set_index(["rank", x])
     rises = [r for r in ranks if by.loc[(r, last), "silhouette_all"] > by.loc[(r, first), "silhouette_all"]]
-    peaks = [r for r in ranks if by.loc[r, "silhouette_all"].idxmax() == last]
+    peaks = [r for r in ranks if by.loc[r, "silhouette_all"].notna().any()
+             and by.loc[r, "silhouette_all"].idxmax() == last]
     knn_top = ", ".join(f"r = {r}: {by.loc[(r, last), 'knn_uar']:.2f}" for r in ranks)
     knn_first = ", ".join(f"{by.loc[(r, first), 'knn_uar']:.2f}" for r in ranks)
-    lines.append(
-        f"- **Depth (fold shown in the figures).** From layer {first} to layer {last} the silhouette rises for "
-        f"{len(rises)} of {len(ranks)} ranks and is highest at the top layer for {len(peaks)}; the cross-validated "
-        f"kNN UAR at the top layer is {knn_top} (at layer "
-        f"{first}: {knn_first}; chance {chance:.2f}). These per-layer numbers are single values on "
-        f"{'the analysis set' if n_clips is None else f'{n_clips} clips'}, without intervals.")
+    if separability["silhouette_all"].isna().all():  # e.g. one clip per class: nothing to separate
+        lines.append(
+            "- **Depth (fold shown in the figures).** Silhouettes and kNN UAR are undefined on "
+            f"{'the analysis set' if n_clips is None else f'{n_clips} clips'}: no class has two clips, so there "
+            "is no per-layer separation to read (a larger analysis set, `per_class`, gives one).")
+    else:
+        lines.append(
+            f"- **Depth (fold shown in the figures).** From layer {first} to layer {last} the silhouette rises for "
+            f"{len(rises)} of {len(ranks)} ranks and is highest at the top layer for {len(peaks)}; the "
+            f"cross-validated kNN UAR at the top layer is {knn_top} (at layer {first}: {knn_first}; chance "
+            f"{chance:.2f}). These per-layer numbers are single values on "
+            f"{'the analysis set' if n_clips is None else f'{n_clips} clips'}, without intervals.")
     gains = evidence[evidence["quantity"].str.startswith("class_gain.")]
     if len(gains):
         order = list(gains.sort_values("value").itertuples())
