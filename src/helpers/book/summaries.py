@@ -120,8 +120,9 @@ def data_summary(prosody: pd.DataFrame, baseline: np.ndarray, *, features, fold_
     widest, narrowest = spread.idxmax(), spread.idxmin()
     unvoiced = int(prosody["f0_median_hz"].isna().sum())
     text = (f"A logistic regression on the {len(features)} "
-            f"prosody numbers of each clip, trained on each fold's training speakers and tested on its held-out "
-            f"speaker, reaches a mean test UAR of **{baseline.mean():.2f}** (chance {chance:.2f}; per fold: "
+            f"prosody numbers of each clip, trained on each fold's training split and tested on its test split "
+            f"(its held-out speakers, sessions or dialogs), reaches a mean test UAR of **{baseline.mean():.2f}** "
+            f"(chance {chance:.2f}; per fold: "
             f"{per_fold}). ")
     if baseline.mean() >= 0.8:
         text += ("The classes are separable by design from a handful of prosodic numbers; a Whisper model that "
