@@ -5,8 +5,9 @@ width (32 layers, 30 s inputs, 1500 positions), so the IEMOCAP, 32-layer, 30 s a
 Two tiers, because 30 s inputs through 32 layers cost about 1 s per clip per forward pass on this project's
 2-core CPU even at width 16 (3 s per training step and clip):
 
-- in `make test` (about 4 minutes): the paper profile's first dialog fold trained for one epoch and traced with the
-  paper's analysis settings (`lora_frames` 50); the 10 dialog folds, their leak and their epoch selection on the
+- in `make test` (90 s measured, 173 s beside another job): the paper profile's first dialog fold trained for one
+  epoch and traced with the paper's analysis settings (`lora_frames` 50); the 10 dialog folds, their leak and
+  their epoch selection on the
   test fold are checked without training in
   `tests/data/test_rehearsal.py::test_paper_profile_on_the_iemocap_like_release_makes_the_official_ten_leaky_dialog_folds`;
 - with `BTS_PAPER_REHEARSAL=1` (about 35 minutes here; 31 minutes of chapters measured): the whole book under
