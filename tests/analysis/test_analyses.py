@@ -149,3 +149,17 @@ def test_separated_clusters_score_high_and_noise_scores_near_chance():
     assert sil["all"] > 0.7 and knn_uar(x, labels) == 1.0
     noise = rng.standard_normal((60, 10))
     assert silhouette_by_class(noise, labels)["all"] < 0.1 and knn_uar(noise, labels) < 0.6
+
+
+def test_separability_of_one_clip_per_class_is_undefined_not_an_error():
+    """A paper rehearsal's fold holds one clip per class: silhouette and kNN UAR are NaN there, and the table of
+    every layer is still made (sklearn refuses a silhouette with as many classes as clips)."""
+    from helpers.analysis.separability import separability_table
+
+    labels = np.arange(4)
+    sil = silhouette_by_class(rng.standard_normal((4, 3)), labels)
+    assert set(sil) == {"all", "0", "1", "2", "3"} and all(np.isnan(v) for v in sil.values())
+    table = separability_table(rng.standard_normal((4, 33, 3)), labels, ["a", "b", "c", "d"], rank=32)
+    assert len(table) == 33 and table["silhouette_all"].isna().all() and table["knn_uar"].isna().all()
+    two_each = np.repeat(np.arange(4), 2)
+    assert not np.isnan(silhouette_by_class(rng.standard_normal((8, 3)), two_each)["all"])

@@ -123,3 +123,20 @@ def test_every_chapter_with_run_settings_takes_the_class_and_fold_settings():
     for name in CHAPTERS:
         if name != "reproducibility":
             assert wanted <= chapter_parameters(name), (name, wanted - chapter_parameters(name))
+
+
+def test_comparison_protocols_never_run_more_folds_than_asked(monkeypatch):
+    """A rehearsal of the paper profile cut to one fold (max_folds 1) runs one fold of each comparison protocol,
+    not the paper's every fold (PROTOCOL_FOLDS 0); the demo's limit of 1 stays when more are asked."""
+    asked = []
+    monkeypatch.setattr(chapters, "unsplittable_protocols", lambda *a, **k: {})
+    monkeypatch.setattr(chapters, "run_cross_validation", lambda profile, **o: asked.append(
+        (o["protocol"], o.get("max_folds"))))
+    chapters.protocol_runs("paper", data="demo", max_folds=1)
+    assert sorted(set(asked)) == [("dialog", 1), ("session", 1), ("speaker", 1)]
+    asked.clear()
+    chapters.protocol_runs("paper", data="demo")
+    assert sorted(set(asked)) == [("dialog", None), ("session", 0), ("speaker", 0)]
+    asked.clear()
+    chapters.protocol_runs("demo", max_folds=3)
+    assert sorted(set(asked)) == [("dialog", 1), ("speaker", 3)]

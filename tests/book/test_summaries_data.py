@@ -21,6 +21,7 @@ def test_numbers_and_strong_separation():
     assert "separable by design" in text
     assert "*anger* (5.0 semitones)" in text and "*sadness* (1.0)" in text
     assert "logistic regression on the 2 prosody" in text
+    assert "tested on its test split (its held-out speakers, sessions or dialogs)" in text  # any protocol's folds
 
 
 def test_weak_separation_is_said_plainly():

@@ -241,3 +241,15 @@ def test_an_interval_ending_at_the_threshold_reads_as_the_verdict_does():
     text = summaries.svd_summary(evidence, claims)
     assert "an interval that lies at or below 1 (paper: 5.5x, above 1); the claim [does not hold]" in text
     assert "an interval that lies at or above 1 (paper: 0.4x, below 1); the claim [does not hold]" in text
+
+
+def test_ranks_summary_of_one_clip_per_class_says_separation_is_undefined():
+    """A paper rehearsal's analysis set has one clip per class: every silhouette and kNN UAR is NaN, and the
+    depth line says so instead of failing on an all-NaN idxmax."""
+    evidence = _rank_evidence(Interval(0.067, 0.05, 0.08), _in_order(0.1))
+    claims = section_claims("3.4", evidence)
+    undefined = _separability({8: 0.3, 32: 0.4, 64: 0.5}).assign(
+        silhouette_all=np.nan, knn_uar=np.nan, **{f"silhouette_{c}": np.nan for c in EMOTIONS})
+    text = summaries.ranks_summary(undefined, evidence, claims, n_clips=4, config=DEMO)
+    assert "Silhouettes and kNN UAR are undefined on 4 clips: no class has two clips" in text
+    assert "rises for" not in text

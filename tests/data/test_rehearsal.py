@@ -46,3 +46,72 @@ def test_cpu_real_profile_on_a_six_actor_release_makes_three_speaker_group_folds
     capped = prepare_run(make_config("cpu-real", data=f"ravdess:{folder}", fit_seconds_cap=4),
                          cache_dir=tmp_path / "cache", device_type="cpu")
     assert capped.max_seconds == 4 and capped.run_dir != run.run_dir
+
+
+def test_iemocap_like_release_reads_as_iemocap_with_known_counts(tmp_path):
+    """All 14 turns of `IEMOCAP_TURNS` per dialog: per dialog 10 clips in the four classes (exc merged into
+    happiness) and xxx, fru, oth, sur dropped once each; the release's quirks (evaluator sub-folders beside the
+    summary files, script dialogs named with an extra underscore) read as the real release does."""
+    import pandas as pd
+
+    from helpers.data.corpora import read_iemocap, validate_corpus
+    from helpers.data.rehearsal import write_iemocap_like
+
+    folder = write_iemocap_like(tmp_path / "IEMOCAP_full_release", clips_per_dialog=14,
+                                cache_dir=tmp_path / "cache")
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == [f"Session{s}" for s in range(1, 6)]
+    labels = folder / "Session1" / "dialog" / "EmoEvaluation"
+    assert sorted(p.name for p in labels.iterdir()) == [
+        "Attribute", "Categorical", "Self-evaluation", "Ses01F_impro01.txt", "Ses01F_script01_1.txt",
+        "Ses01M_impro01.txt", "Ses01M_script01_1.txt"]
+    text = (labels / "Ses01M_script01_1.txt").read_text().splitlines()
+    assert text[0] == "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
+    assert text[2].split("\t")[1:3] == ["Ses01M_script01_1_M000", "neu"]  # the leading actor speaks first
+    assert text[3].startswith("C-E1:\t") and any(line.startswith("A-E1:\t") for line in text)
+
+    table = read_iemocap(folder)
+    assert len(table) == 5 * 4 * 10
+    assert table.attrs["dropped_labels"] == {"xxx": 20, "fru": 20, "oth": 20, "sur": 20}
+    per_speaker = pd.crosstab(table["speaker"], table["label"])
+    assert sorted(per_speaker.index) == [f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"]
+    assert (per_speaker[["anger", "neutral", "sadness"]] == 4).all().all() and (per_speaker["happiness"] == 8).all()
+    assert table.groupby("session").size().tolist() == [40] * 5
+    assert table.groupby("dialog").size().tolist() == [20] * 10  # Ses01F, Ses01M, ...: the official folds' groups
+    row = table.set_index("utterance").loc["Ses03M_script01_1_F002"]  # the other actor's third turn: exc
+    assert (row["label"], row["speaker"], row["dialog"]) == ("happiness", "Ses03F", "Ses03M")
+    assert row["path"] == str(folder / "Session3" / "sentences" / "wav" / "Ses03M_script01_1" /
+                              "Ses03M_script01_1_F002.wav")
+    checked, report = validate_corpus(table)
+    assert report.resampled == 0 and not report.problems  # every file exists, 16 kHz mono
+    assert (checked["duration"] >= 1.5 - 1e-3).all() and (checked["duration"] <= 9.0 + 1e-3).all()
+    assert abs(checked["duration"] - table["duration"]).max() < 1e-3  # label times match the audio
+    assert write_iemocap_like(folder, clips_per_dialog=14) == folder  # written once, then reused
+
+
+def test_iemocap_like_refuses_turn_counts_it_cannot_make(tmp_path):
+    import pytest
+
+    from helpers.data.rehearsal import write_iemocap_like
+
+    with pytest.raises(ValueError, match="clips_per_dialog=15: from 1 to 14"):
+        write_iemocap_like(tmp_path / "x", clips_per_dialog=15)
+
+
+def test_paper_profile_on_the_iemocap_like_release_makes_the_official_ten_leaky_dialog_folds(tmp_path):
+    """The paper profile (protocol dialog) on IEMOCAP's layout: 10 folds Ses01F..Ses05M, each testing both actors
+    of its dialogs, who also train (the leak), with the epoch picked on the test fold; 30 s inputs."""
+    from helpers.config import make_config
+    from helpers.data.rehearsal import write_iemocap_like
+    from helpers.training.runs import prepare_run
+
+    folder = write_iemocap_like(tmp_path / "IEMOCAP_full_release", clips_per_dialog=5, cache_dir=tmp_path / "cache")
+    run = prepare_run(make_config("paper", data=f"iemocap:{folder}"), cache_dir=tmp_path / "cache",
+                      device_type="cpu")
+    assert run.max_seconds == 30 and len(run.table) == 5 * 4 * 4
+    assert [f.name.split("-")[-1] for f in run.folds] == [f"Ses0{s}{g}" for s in range(1, 6) for g in "FM"]
+    speaker = dict(zip(run.table["utterance"], run.table["speaker"]))
+    for fold in run.folds:
+        test = {speaker[u] for u in fold.test}
+        assert len(fold.test) == 8 and test == {fold.name[-6:-1] + "F", fold.name[-6:-1] + "M"}
+        assert test <= {speaker[u] for u in fold.train}  # the official folds' leak: test actors also train
+        assert fold.selection_on_test and set(fold.validation) == set(fold.test)

@@ -83,7 +83,12 @@ def rank_tsne_maps(rank_traces: dict, states, *, definition: str = "lora_a", fra
 
 
 def silhouette_by_class(x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Mean silhouette (Euclidean, standardised x) overall (`"all"`) and per class label; in [-1, 1]."""
+    """Mean silhouette (Euclidean, standardised x) overall (`"all"`) and per class label; in [-1, 1]. NaN where it
+    is undefined: fewer than two classes, or no class with two clips (an analysis set of one clip per class, as a
+    rehearsal's small folds give), as `knn_uar` is NaN where it cannot cross-validate."""
+    classes = np.unique(labels)
+    if not 1 < len(classes) < len(labels):
+        return {"all": float("nan"), **{str(c): float("nan") for c in classes}}
     s = silhouette_samples(standardize(x), labels)
     out = {"all": float(s.mean())}
     out.update({str(c): float(s[labels == c].mean()) for c in np.unique(labels)})

@@ -160,10 +160,18 @@ def protocol_runs(profile: str, protocols=None, **overrides) -> list[RunResults]
     for protocol in protocols:
         if protocol in impossible and protocol != main_protocol:
             continue
-        limit = {"max_folds": PROTOCOL_FOLDS.get(profile, 0)} if protocol != main_protocol else {}
+        limit = ({"max_folds": _fold_limit(PROTOCOL_FOLDS.get(profile, 0), overrides.get("max_folds"))}
+                 if protocol != main_protocol else {})
         for mode in ("lora", "frozen"):
             out.append(run_cross_validation(profile, **{**overrides, **limit, "protocol": protocol, "mode": mode}))
     return out
+
+
+def _fold_limit(profile_limit: int, asked: int | None) -> int:
+    """The folds a comparison protocol runs (0 = all): the profile's `PROTOCOL_FOLDS`, never more than a
+    `max_folds` the reader asked for (the paper's 0 would otherwise run every fold of a rehearsal cut to one)."""
+    limits = [n for n in (profile_limit, asked or 0) if n > 0]
+    return min(limits) if limits else 0
 
 
 def unsplittable_protocols(profile: str, protocols=None, **overrides) -> dict[str, str]:

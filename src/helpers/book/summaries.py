@@ -120,8 +120,9 @@ def data_summary(prosody: pd.DataFrame, baseline: np.ndarray, *, features, fold_
     widest, narrowest = spread.idxmax(), spread.idxmin()
     unvoiced = int(prosody["f0_median_hz"].isna().sum())
     text = (f"A logistic regression on the {len(features)} "
-            f"prosody numbers of each clip, trained on each fold's training speakers and tested on its held-out "
-            f"speaker, reaches a mean test UAR of **{baseline.mean():.2f}** (chance {chance:.2f}; per fold: "
+            f"prosody numbers of each clip, trained on each fold's training split and tested on its test split "
+            f"(its held-out speakers, sessions or dialogs), reaches a mean test UAR of **{baseline.mean():.2f}** "
+            f"(chance {chance:.2f}; per fold: "
             f"{per_fold}). ")
     if baseline.mean() >= 0.8:
         text += ("The classes are separable by design from a handful of prosodic numbers; a Whisper model that "
@@ -144,6 +145,11 @@ def _verdict_link(claims: pd.DataFrame, claim_id: str) -> tuple[str, str]:
     hit = claims[claims["id"] == claim_id]
     verdict = str(hit["verdict"].iloc[0]) if len(hit) else UNTESTABLE
     return verdict, f"[{verdict}](scorecard.html#claim-{claim_id})"
+
+
+def _folds(n: int) -> str:
+    """'1 fold', '4 folds': a rehearsal cut to one fold reads as English."""
+    return f"{n} fold{'s' if n != 1 else ''}"
 
 
 def _pm(mean: float, std: float) -> str:
@@ -182,8 +188,8 @@ def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd
     diff = float(lora["uar_mean"] - frozen["uar_mean"])
     side = "above" if diff > 0 else "below" if diff < 0 else "level with"
     lines = [
-        f"- **Table 1 in this run** (Whisper {size}, `{protocol}` protocol, {int(lora['n_folds'])} folds of the first "
-        f"training seed). LoRA: UAR {_pm(lora['uar_mean'], lora['uar_std'])}, WAR {lora['war_mean']:.3f}, "
+        f"- **Table 1 in this run** (Whisper {size}, `{protocol}` protocol, {_folds(int(lora['n_folds']))} of the "
+        f"first training seed). LoRA: UAR {_pm(lora['uar_mean'], lora['uar_std'])}, WAR {lora['war_mean']:.3f}, "
         f"macro-F1 {lora['f1_mean']:.3f}. Frozen encoder: UAR {_pm(frozen['uar_mean'], frozen['uar_std'])}, WAR "
         f"{frozen['war_mean']:.3f}, macro-F1 {frozen['f1_mean']:.3f}. Chance is {1 / n_classes:.3f}. LoRA is "
         f"{f'{abs(diff):.3f} UAR ' if diff else ''}{side} the frozen encoder on these folds."
@@ -551,15 +557,22 @@ def ranks_summary(separability: pd.DataFrame, evidence: pd.DataFrame, claims: pd
     first, last = states[0], states[-1]
     by = separability.set_index(["rank", x])
     rises = [r for r in ranks if by.loc[(r, last), "silhouette_all"] > by.loc[(r, first), "silhouette_all"]]
-    peaks = [r for r in ranks if by.loc[r, "silhouette_all"].idxmax() == last]
+    peaks = [r for r in ranks if by.loc[r, "silhouette_all"].notna().any()
+             and by.loc[r, "silhouette_all"].idxmax() == last]
     knn_top = ", ".join(f"r = {r}: {by.loc[(r, last), 'knn_uar']:.2f}" for r in ranks)
     knn_first = ", ".join(f"{by.loc[(r, first), 'knn_uar']:.2f}" for r in ranks)
-    lines.append(
-        f"- **Depth (fold shown in the figures).** From layer {first} to layer {last} the silhouette rises for "
-        f"{len(rises)} of {len(ranks)} ranks and is highest at the top layer for {len(peaks)}; the cross-validated "
-        f"kNN UAR at the top layer is {knn_top} (at layer "
-        f"{first}: {knn_first}; chance {chance:.2f}). These per-layer numbers are single values on "
-        f"{'the analysis set' if n_clips is None else f'{n_clips} clips'}, without intervals.")
+    if separability["silhouette_all"].isna().all():  # e.g. one clip per class: nothing to separate
+        lines.append(
+            "- **Depth (fold shown in the figures).** Silhouettes and kNN UAR are undefined on "
+            f"{'the analysis set' if n_clips is None else f'{n_clips} clips'}: no class has two clips, so there "
+            "is no per-layer separation to read (a larger analysis set, `per_class`, gives one).")
+    else:
+        lines.append(
+            f"- **Depth (fold shown in the figures).** From layer {first} to layer {last} the silhouette rises for "
+            f"{len(rises)} of {len(ranks)} ranks and is highest at the top layer for {len(peaks)}; the "
+            f"cross-validated kNN UAR at the top layer is {knn_top} (at layer {first}: {knn_first}; chance "
+            f"{chance:.2f}). These per-layer numbers are single values on "
+            f"{'the analysis set' if n_clips is None else f'{n_clips} clips'}, without intervals.")
     gains = evidence[evidence["quantity"].str.startswith("class_gain.")]
     if len(gains):
         order = list(gains.sort_values("value").itertuples())

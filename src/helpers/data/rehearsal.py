@@ -5,6 +5,11 @@ voices whose prosody sets the emotion), so accuracies say nothing about the real
 
 `write_ravdess_like`: RAVDESS's audio-only speech release (`Actor_NN/03-01-EE-II-SS-RR-NN.wav`, 48 kHz, 16-bit,
 clips of about 3.3-4.5 s with a second of near-silence around the sentence).
+
+`write_iemocap_like`: IEMOCAP's release (`IEMOCAP_full_release/SessionN/dialog/EmoEvaluation/<dialog>.txt` label
+files in the release's own format, `sentences/wav/<dialog>/<utterance>.wav` at 16 kHz, both actors in every dialog,
+improvised and scripted dialogs led by either actor, codes such as `exc`, `fru`, `xxx` that the paper's four
+classes drop or merge), with a few turns per dialog.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from ..progress import progress
 from .corpora import load_audio
 from .demo_corpus import DemoCorpusSettings, load_demo_corpus
 
-__all__ = ["RAVDESS_CODES", "ravdess_name", "pad_to_seconds", "write_ravdess_like"]
+__all__ = ["RAVDESS_CODES", "ravdess_name", "pad_to_seconds", "write_ravdess_like", "IEMOCAP_TURNS",
+           "iemocap_label_text", "write_iemocap_like"]
 
 # RAVDESS emotion codes of the classes the demo synthesis can make (02 calm and 08 surprised it cannot)
 RAVDESS_CODES = {"neutral": "01", "happiness": "03", "sadness": "04", "anger": "05", "fear": "06", "disgust": "07"}
@@ -101,4 +107,130 @@ def write_ravdess_like(out: str | Path | None = None, *, n_actors: int = 24, see
         atomic_write_text(tmp / "rehearsal.json", json.dumps(dict(
             layout="RAVDESS audio-only speech", n_actors=n_actors, seed=seed, n_clips=len(plan),
             note="synthetic speech (espeak-ng) in RAVDESS's layout, for timing and rehearsal only")))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# IEMOCAP
+
+# Turn k of every dialog: (who speaks, the evaluators' code, the demo emotion whose synthesis it gets). Turns
+# alternate between the dialog's leading actor (the letter after `SesNN`) and the other; the first 4 give each
+# dialog the four classes and dialogs led by either actor give each actor all four; the later turns bring in what
+# the paper's four classes merge (exc into happiness) and drop (xxx no agreement, fru, oth, sur).
+IEMOCAP_TURNS: tuple[tuple[str, str, str], ...] = (
+    ("lead", "neu", "neutral"), ("other", "sad", "sadness"), ("lead", "ang", "anger"), ("other", "hap", "happiness"),
+    ("lead", "xxx", "neutral"), ("other", "exc", "happiness"), ("lead", "sad", "sadness"), ("other", "fru", "anger"),
+    ("lead", "hap", "happiness"), ("other", "neu", "neutral"), ("lead", "oth", "sadness"), ("other", "ang", "anger"),
+    ("lead", "exc", "happiness"), ("other", "sur", "happiness"),
+)
+_IEMOCAP_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]"
+_EVALUATOR_WORDS = {"neu": "Neutral", "sad": "Sadness", "ang": "Anger", "hap": "Happiness", "exc": "Excited",
+                    "fru": "Frustration", "sur": "Surprise", "oth": "Other", "xxx": "Neutral; Frustration"}
+
+
+def iemocap_label_text(turns: list[dict]) -> str:
+    """An EmoEvaluation file in the release's format: the header, then per turn a summary line
+    `[start - end]<TAB>utterance<TAB>code<TAB>[v, a, d]` and its evaluators' lines (C-E*, C-F*, A-E*, A-F*)."""
+    lines = [_IEMOCAP_HEADER, ""]
+    for t in turns:
+        words = _EVALUATOR_WORDS[t["code"]]
+        lines += [f"[{t['start']:.4f} - {t['end']:.4f}]\t{t['utterance']}\t{t['code']}\t"
+                  f"[{t['v']:.4f}, {t['a']:.4f}, {t['d']:.4f}]",
+                  f"C-E1:\t{words};\t()", f"C-E2:\t{words};\t()", f"C-F1:\t{words.split(';')[0]};\t(voice)",
+                  f"A-E1:\tval {round(t['v'])}; act {round(t['a'])}; dom  {round(t['d'])};\t()",
+                  f"A-F1:\tval {round(t['v'])}; act {round(t['a'])}; dom  {round(t['d'])};\t()", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _iemocap_plan(table: pd.DataFrame, *, dialogs: tuple[str, ...], clips_per_dialog: int,
+                  rng: np.random.Generator) -> list[dict]:
+    """Every turn of the release: session, dialog, utterance id, code, length asked for, pause before it, and the
+    demo clip it reuses (a speaker's clips of an emotion are used in turn, so no clip repeats while the corpus has
+    enough). Start and end times are set once the audio's length is known (a clip is never cut)."""
+    clips = {key: sorted(rows["path"]) for key, rows in table.groupby(["speaker", "label"])}
+    used: dict[tuple[str, str], int] = {}
+    plan = []
+    for s in range(1, 6):
+        for lead in ("F", "M"):
+            for kind in dialogs:
+                dialog = f"Ses{s:02d}{lead}_{kind}"
+                said = {"F": 0, "M": 0}
+                for role, code, emotion in IEMOCAP_TURNS[:clips_per_dialog]:
+                    gender = lead if role == "lead" else "MF"[lead == "M"]
+                    key = (f"S{s:02d}{gender}", emotion)
+                    path = clips[key][used.get(key, 0) % len(clips[key])]
+                    used[key] = used.get(key, 0) + 1
+                    seconds = float(rng.uniform(1.5, 9.0))
+                    plan.append(dict(session=s, dialog=dialog, code=code, source=path, seconds=seconds,
+                                     utterance=f"{dialog}_{gender}{said[gender]:03d}",
+                                     pause=float(rng.uniform(0.2, 2.0) if plan and plan[-1]["dialog"] == dialog
+                                                 else rng.uniform(2, 8)),
+                                     v=float(rng.uniform(1, 5)), a=float(rng.uniform(1, 5)),
+                                     d=float(rng.uniform(1, 5))))
+                    said[gender] += 1
+    return plan
+
+
+def write_iemocap_like(out: str | Path | None = None, *, clips_per_dialog: int = 8,
+                       dialogs: tuple[str, ...] = ("impro01", "script01_1"), seed: int = 0,
+                       cache_dir: str | Path | None = None) -> Path:
+    """An IEMOCAP-like release in `out` (default `<cache>/rehearsal/iemocap-like-<clips_per_dialog>-<seed>`),
+    written once (atomically) and reused: what `read_iemocap` (`data=iemocap:<out>`) reads as IEMOCAP.
+
+    Five sessions, each with two actors (demo speakers `S0nF`, `S0nM` of a 10-speaker demo corpus) and, per
+    leading actor, one dialog of each kind in `dialogs` (improvised `impro01`, scripted `script01_1`, whose name
+    has the release's extra underscore): `Ses01F_impro01`, `Ses01F_script01_1`, `Ses01M_impro01`, ... Dialog turns
+    follow `IEMOCAP_TURNS[:clips_per_dialog]` (1..14), alternating the two actors (`_F000`, `_M000`, `_F001`, ...):
+    with 4 or more, each dialog holds the four classes. Each turn is a demo clip of its code's emotion, padded with
+    recorded-level noise to 1.5-9 s, written at 16 kHz, 16-bit. Beside the summary files lie the release's
+    `Categorical/`, `Attribute/` and `Self-evaluation/` folders (per-evaluator files the reader must skip), and
+    `dialog/transcriptions/`.
+    """
+    if not 1 <= clips_per_dialog <= len(IEMOCAP_TURNS):
+        raise ValueError(f"clips_per_dialog={clips_per_dialog}: from 1 to {len(IEMOCAP_TURNS)} turns per dialog "
+                         "(4 or more give every dialog the four classes)")
+    if not dialogs or len(set(dialogs)) != len(dialogs):
+        raise ValueError(f"dialogs={dialogs!r}: give distinct dialog kinds such as ('impro01', 'script01_1')")
+    out = (Path(out) if out is not None else
+           cache_root(cache_dir) / "rehearsal" / f"iemocap-like-{clips_per_dialog}-{'-'.join(dialogs)}-{seed}")
+    if (out / "rehearsal.json").is_file():
+        return out
+    per_speaker = -(-len(dialogs) * 2 * clips_per_dialog // 2)  # turns of one actor in a session, at most
+    table = load_demo_corpus(DemoCorpusSettings(seed=seed, n_speakers=10,
+                                                clips_per_speaker_emotion=max(1, min(per_speaker, 8))),
+                             cache_dir=cache_dir)
+    rng = np.random.default_rng(seed)
+    plan = _iemocap_plan(table, dialogs=dialogs, clips_per_dialog=clips_per_dialog, rng=rng)
+    with atomic_directory(out) as tmp:
+        for turn in progress(plan, desc="IEMOCAP-like turns", unit="clip", leave=False):
+            folder = tmp / f"Session{turn['session']}" / "sentences" / "wav" / turn["dialog"]
+            folder.mkdir(parents=True, exist_ok=True)
+            wave = pad_to_seconds(load_audio(turn["source"]), turn["seconds"], rng.uniform(0.2, 0.6), rng)
+            sf.write(folder / f"{turn['utterance']}.wav", wave.clip(-1, 1), SAMPLE_RATE, subtype="PCM_16")
+            turn["seconds"] = wave.size / SAMPLE_RATE
+        clock = 0.0
+        for i, turn in enumerate(plan):  # label times from the written lengths, one dialog's clock at a time
+            clock = (clock if i and plan[i - 1]["dialog"] == turn["dialog"] else 0.0) + turn["pause"]
+            turn["start"], turn["end"] = clock, clock + turn["seconds"]
+            clock = turn["end"]
+        for (session, dialog), turns in pd.DataFrame(plan).groupby(["session", "dialog"]):
+            turns = turns.to_dict("records")
+            base = tmp / f"Session{session}" / "dialog"
+            labels = base / "EmoEvaluation"
+            for sub in ("Categorical", "Attribute", "Self-evaluation"):
+                (labels / sub).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(labels / f"{dialog}.txt", iemocap_label_text(turns))
+            atomic_write_text(labels / "Categorical" / f"{dialog}_e1_cat.txt", "".join(
+                f"{t['utterance']} :{_EVALUATOR_WORDS[t['code']].split(';')[0]}; ()\n" for t in turns))
+            atomic_write_text(labels / "Attribute" / f"{dialog}_e1_atr.txt", "".join(
+                f"{t['utterance']} :act {round(t['a'])}; val {round(t['v'])}; dom {round(t['d'])}; ()\n"
+                for t in turns))
+            atomic_write_text(labels / "Self-evaluation" / f"{dialog}.txt", f"{dialog} self-evaluation\n")
+            (base / "transcriptions").mkdir(exist_ok=True)
+            atomic_write_text(base / "transcriptions" / f"{dialog}.txt", "".join(
+                f"{t['utterance']} [{t['start']:.4f}-{t['end']:.4f}]: (synthetic sentence)\n" for t in turns))
+        atomic_write_text(tmp / "rehearsal.json", json.dumps(dict(
+            layout="IEMOCAP_full_release", clips_per_dialog=clips_per_dialog, dialogs=list(dialogs), seed=seed,
+            n_clips=len(plan),
+            note="synthetic speech (espeak-ng) in IEMOCAP's layout, for timing and rehearsal only")))
     return out

