@@ -100,7 +100,7 @@ def test_default_classes_keep_the_run_directories_cached_runs_have(tmp_path):
     config = make_config("smoke")
     legacy = {k: v for k, v in asdict(config).items()
               if k not in ("profile", "allow_download", "max_folds", "device", "classes", "label_map", "folds_k",
-                           "validation_speakers")}
+                           "validation_speakers", "level", "fit_seconds_cap")}  # settings added since
     key = fingerprint([legacy, "data", "cpu", library_versions(), TRAINING_FORMAT])
     assert run_dir_for(config, "data", cache_dir=tmp_path, device_type="cpu") == \
         tmp_path / "runs" / f"lora-speaker-{key}"
