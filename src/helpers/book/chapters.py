@@ -28,7 +28,9 @@ __all__ = ["CAUSAL_DEFAULTS", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_S
 
 # analysis set per profile: the demo's validation speaker has only 6 clips per class, so it uses validation + test
 ANALYSIS_DEFAULTS = {"smoke": AnalysisSettings(per_class=4), "demo": AnalysisSettings(),
-                     "cpu-real": AnalysisSettings(),
+                     # LoRA on 4 projections at 5 s: all frames made 3.7 GiB of traces per fold unit, and the five
+                     # verdict units with their analyses exhausted 24 GiB; 50 frames per clip, as the paper profile
+                     "cpu-real": AnalysisSettings(lora_frames=50),
                      "paper": AnalysisSettings(split="validation", per_class=25, lora_frames=50)}
 # training seeds of the main LoRA/frozen pair that every verdict's interval spans; the first seed runs every fold,
 # the others the first SEED_FOLDS folds (0 = all): the demo's 15-minute budget allows 4 + 2 + 2 fold runs
