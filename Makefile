@@ -12,12 +12,15 @@ CLASSES   ?=
 LABEL_MAP ?=
 PROTOCOL  ?=
 LEVEL     ?=
+# POOLING=speech: the speech-pooled classifier with length-bucketed batches (default: the official all-positions mean)
+POOLING   ?=
 # a rehearsal cut short (README, "Rehearsing the paper profile"): e.g. EPOCHS=1 MAX_FOLDS=1
 EPOCHS    ?=
 MAX_FOLDS ?=
 BOOK_ARGS := --profile $(PROFILE) $(if $(DATA),-p data $(DATA)) $(if $(MODEL),-p model $(MODEL)) \
 	$(if $(CLASSES),-p classes $(CLASSES)) $(if $(LABEL_MAP),-p label_map $(LABEL_MAP)) \
 	$(if $(PROTOCOL),-p protocol $(PROTOCOL)) $(if $(LEVEL),-p level $(LEVEL)) \
+	$(if $(POOLING),-p pooling $(POOLING)) \
 	$(if $(EPOCHS),-p epochs $(EPOCHS)) $(if $(MAX_FOLDS),-p max_folds $(MAX_FOLDS))
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1

@@ -36,13 +36,14 @@ def _peak_rss_mb() -> float:
 
 def run_variant(variant: str, clips: int, rank: int) -> dict:
     """Trace the demo analysis set with a LoRA model; return seconds, peak RSS and kept bytes."""
-    from helpers.analysis.sets import select_analysis_set, speech_frames
+    from helpers.analysis.sets import select_analysis_set
     from helpers.analysis.tracing import TRACE_PARTS, trace_model
     from helpers.config import make_config
     from helpers.data.features import compute_features, whisper_feature_extractor
     from helpers.data.protocols import make_folds
     from helpers.models.classifier import ModelSpec, build_classifier
     from helpers.models.lora import LoraSettings, redraw_lora
+    from helpers.models.pooling import speech_positions
     from helpers.training.runs import corpus_classes, load_corpus
 
     config = make_config("demo")
@@ -56,7 +57,7 @@ def run_variant(variant: str, clips: int, rank: int) -> dict:
     redraw_lora(model, init="official", seed=1)  # non-zero B, as a trained model, so gradients flow through A
     features = compute_features(subset, whisper_feature_extractor(model.config, config.max_seconds))
     labels = torch.tensor([classes.index(x) for x in subset["label"]])
-    n_speech = speech_frames(subset["duration"], features.shape[-1] // 2)
+    n_speech = speech_positions(subset["duration"], features.shape[-1] // 2)
     before = _peak_rss_mb()
     passes = {"shared": [(TRACE_PARTS, True)], "per-analysis": list(ANALYSES.values()), "per-need": DISTINCT}[variant]
     start, kept = time.perf_counter(), 0

@@ -21,6 +21,7 @@ from .io import parse_list
 from .labels import EMOTIONS
 from .models.classifier import ATTENTION_KERNELS
 from .models.lora import ATTENTION_PROJECTIONS, LoraSettings
+from .models.pooling import POOLINGS
 
 __all__ = ["RunConfig", "PROFILES", "CLASSES_ALL", "make_config", "setting_from_text", "setting_help",
            "settings_table", "parse_classes", "parse_label_map"]
@@ -213,6 +214,10 @@ class RunConfig:
     level: str = _setting("none", "clip level before the log-mel: none (as recorded; the official code), peak (each "
                                   "clip's peak at -1 dBFS), loudness (each clip's active-speech RMS at -23 dBFS)",
                           choices=LEVEL_METHODS)
+    pooling: str = _setting("mean", "time pooling of the classifier: mean (all positions, padding included: the "
+                                    "official model) or speech (each clip's speech positions only, every clip "
+                                    "computed at its own length; length-bucketed batches; a different model)",
+                            choices=POOLINGS)
     max_seconds: int = _setting(0, "input length in whole seconds, 1..30 (30: stock Whisper); 0 fits 99% of the "
                                    "clips (their 99th percentile, rounded up; longer clips are cut and counted)",
                                 low=0, high=30)

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from helpers.analysis.logit_lens import lens_logits
-from helpers.analysis.sets import speech_frames
 from helpers.analysis.spectra import k_energy, singular_values
 from helpers.analysis.tracing import Trace, trace_model
 from helpers.data.features import extract_features, whisper_feature_extractor
 from helpers.io import CorruptCacheError, atomic_tensors, read_cached
 from helpers.models.classifier import ModelSpec, build_classifier, load_whisper_classifier
 from helpers.models.lora import ATTENTION_PROJECTIONS, LoraSettings, redraw_lora
+from helpers.models.pooling import speech_positions
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def lora_model(tiny_en_dir):
 @pytest.fixture(scope="module")
 def batch(spoken, lora_model):
     features = extract_features(spoken[1], whisper_feature_extractor(lora_model.config, 4))
-    n_speech = speech_frames([len(w) / 16000 for w in spoken[1]], features.shape[-1] // 2)
+    n_speech = speech_positions([len(w) / 16000 for w in spoken[1]], features.shape[-1] // 2)
     return features, torch.tensor([1, 3]), n_speech
 
 

@@ -100,7 +100,7 @@ def test_default_classes_keep_the_run_directories_cached_runs_have(tmp_path):
     config = make_config("smoke")
     legacy = {k: v for k, v in asdict(config).items()
               if k not in ("profile", "allow_download", "max_folds", "device", "classes", "label_map", "folds_k",
-                           "validation_speakers", "level", "fit_seconds_cap")}  # settings added since
+                           "validation_speakers", "level", "fit_seconds_cap", "pooling")}  # settings added since
     key = fingerprint([legacy, "data", "cpu", library_versions(), TRAINING_FORMAT])
     assert run_dir_for(config, "data", cache_dir=tmp_path, device_type="cpu") == \
         tmp_path / "runs" / f"lora-speaker-{key}"
@@ -113,10 +113,11 @@ def test_default_classes_keep_the_run_directories_cached_runs_have(tmp_path):
     default = where()
     assert where(classes=",".join(EMOTIONS)) == default
     assert where(folds_k=3) == default  # k only shapes speakers-k folds
+    assert where(pooling="mean") == default
     others = [where(classes=",".join(SIX)), where(classes="sadness,neutral,happiness,anger"),
               where(data="c.csv", label_map="a=anger,h=happiness,n=neutral,s=sadness"),
               where(protocol="speakers-k"), where(protocol="speakers-k", folds_k=3),
-              where(protocol="speakers-k", validation_speakers=1)]
+              where(protocol="speakers-k", validation_speakers=1), where(pooling="speech")]
     assert len({default, *others}) == 1 + len(others)
     assert where(classes="all") == others[0]  # "all" is hashed as the classes it resolved to
     with pytest.raises(ValueError, match="pass the resolved classes"):

@@ -33,11 +33,12 @@ from ..data.protocols import Fold, load_folds
 from ..io import file_sha256, fingerprint, read_cached, remove_stale_temporaries
 from ..models.classifier import load_classifier
 from ..models.lora import redraw_lora
+from ..models.pooling import speech_positions
 from ..progress import progress
 from ..training.runs import RunResults, load_corpus
 from .interventions import Edit, run_edits
 from .probes import layer_probe_logits, layer_tuned_lens_logits
-from .sets import select_analysis_set, speech_frames
+from .sets import select_analysis_set
 from .tracing import Trace, lora_modules, trace_model
 
 __all__ = ["CAUSAL_FORMAT", "CausalSettings", "top_quarter", "bottom_half", "random_layer_sets", "ablation_plan",
@@ -130,12 +131,13 @@ def _split_table(run: RunResults, fold, split: str, per_class: int = 0, seed: in
 
 
 def _pooled(model, features, table, batch_size: int, classes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(pooled states after the final LayerNorm over all frames (N, L+1, d), the model's logits (N, C))."""
+    """(pooled states after the final LayerNorm (N, L+1, d) over the frames the model pools (all; its speech for
+    `pooling="speech"`), the model's logits (N, C))."""
     labels = torch.tensor([classes.index(x) for x in table["label"]])
-    n_speech = speech_frames(table["duration"], features.shape[-1] // 2)
+    n_speech = speech_positions(table["duration"], features.shape[-1] // 2)
     trace = trace_model(model, features, labels, n_speech, batch_size=batch_size, with_gradients=False,
-                        parts=("pooled",))
-    return trace["pooled_ln_all"], trace["logits"]
+                        parts=("pooled",))  # a speech-pooled model runs on its speech positions
+    return trace[f"pooled_ln_{'speech' if trace.meta['pooling'] == 'speech' else 'all'}"], trace["logits"]
 
 
 def fold_interventions(lora_run: RunResults, frozen_run: RunResults, *, fold_index: int = 0,
@@ -193,12 +195,16 @@ def _fold_interventions(lora_run: RunResults, frozen_run: RunResults, fold: Fold
                                               projections=tuple(item["projections"]) if item["projections"] else None)
         return edits
 
-    arrays.update(run_edits(lora, x, model_edits("lora"), source=frozen, batch_size=bs, desc="LoRA model"))
-    arrays.update(run_edits(frozen, x, model_edits("frozen"), source=lora, batch_size=bs, desc="frozen model"))
+    speech = speech_positions(test["duration"], x.shape[-1] // 2)  # read by speech-pooled models only
+    arrays.update(run_edits(lora, x, model_edits("lora"), source=frozen, batch_size=bs, desc="LoRA model",
+                            speech_positions=speech))
+    arrays.update(run_edits(frozen, x, model_edits("frozen"), source=lora, batch_size=bs, desc="frozen model",
+                            speech_positions=speech))
     control = {"final.untrained": Edit()}
     control.update({f"patch.frozen>untrained.{part}.{layer}": Edit(patch=(part, layer))
                     for part, layer in patch_sites(n_layers) if part != "residual"})
-    arrays.update(run_edits(untrained, x, control, source=frozen, batch_size=bs, desc="untrained adapter"))
+    arrays.update(run_edits(untrained, x, control, source=frozen, batch_size=bs, desc="untrained adapter",
+                            speech_positions=speech))
 
     train_y = np.array([classes.index(v) for v in train["label"]])
     for name, model in progress(models.items(), desc="probes and tuned lenses", unit="model", leave=False):
@@ -215,7 +221,8 @@ def _fold_interventions(lora_run: RunResults, frozen_run: RunResults, fold: Fold
                 bottom_half=bottom_half(n_layers), ablations=plan, projections=projections,
                 settings=asdict(settings), seed=lora_run.config.seed, n_train=len(train), classes=list(classes),
                 lora_run=str(lora_run.run_dir), frozen_run=str(frozen_run.run_dir),
-                states="pooled over all frames after the final LayerNorm")
+                states=f"pooled over {'speech' if spec.pooling == 'speech' else 'all'} frames after the final "
+                       "LayerNorm")
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
     record = Trace(arrays, json.loads(json.dumps(meta)))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..models.pooling import model_inputs
 from ..progress import progress
 from ..training.metrics import uar
 from .tracing import encoder_path, lora_modules, projection_module, walk
@@ -48,13 +49,20 @@ def lora_switched_off(model, layers: Iterable[int] | None = None,
             module.scaling = scaling
 
 
+def _inputs(model, features: torch.Tensor, speech_positions, s: int, batch_size: int) -> dict:
+    """The model's keyword inputs for rows s..s+batch_size (`speech_positions` (N,) for speech-pooled models)."""
+    rows = None if speech_positions is None else np.asarray(speech_positions)[s:s + batch_size]
+    return model_inputs(model, features[s:s + batch_size], rows)
+
+
 @torch.no_grad()
-def predict_logits(model, features: torch.Tensor, *, batch_size: int = 8) -> np.ndarray:
+def predict_logits(model, features: torch.Tensor, *, batch_size: int = 8, speech_positions=None) -> np.ndarray:
     """The model's logits (N, C) in eval mode, batch by batch."""
     device = next(model.parameters()).device
     with _eval_mode(model):
-        return np.concatenate([model(input_features=features[s:s + batch_size].to(device)).logits.float().cpu().numpy()
-                               for s in range(0, len(features), batch_size)])
+        return np.concatenate([
+            model(**{k: v.to(device) for k, v in _inputs(model, features, speech_positions, s, batch_size).items()})
+            .logits.float().cpu().numpy() for s in range(0, len(features), batch_size)])
 
 
 def ablation_sets(n_layers: int) -> list[tuple[str, int, tuple[int, ...]]]:
@@ -68,7 +76,7 @@ def ablation_sets(n_layers: int) -> list[tuple[str, int, tuple[int, ...]]]:
 
 
 def lora_ablation_table(model, features: torch.Tensor, labels: np.ndarray, *, batch_size: int = 8,
-                        projections: Sequence[str] | None = None) -> pd.DataFrame:
+                        projections: Sequence[str] | None = None, speech_positions=None) -> pd.DataFrame:
     """Test UAR and accuracy (WAR) with LoRA switched off in each set of `ablation_sets`, and the change from the
     intact model (`d_uar`; negative = the ablated layers mattered)."""
     n_layers = len(walk(model, encoder_path(model)).layers)
@@ -76,7 +84,8 @@ def lora_ablation_table(model, features: torch.Tensor, labels: np.ndarray, *, ba
     rows = []
     for kind, k, layers in ablation_sets(n_layers):
         with lora_switched_off(model, layers, projections):  # layers=() switches nothing off
-            pred = predict_logits(model, features, batch_size=batch_size).argmax(-1)
+            pred = predict_logits(model, features, batch_size=batch_size,
+                                  speech_positions=speech_positions).argmax(-1)
         rows.append(dict(kind=kind, k=k, layers=",".join(map(str, layers)), uar=uar(labels, pred),
                          war=float((pred == labels).mean())))
     table = pd.DataFrame(rows)
@@ -118,14 +127,14 @@ def _wrapped(model, part: str):
 
 @torch.no_grad()
 def layer_activations(model, features: torch.Tensor, layer: int, *, part: Part = "residual",
-                      batch_size: int = 8) -> torch.Tensor:
+                      batch_size: int = 8, speech_positions=None) -> torch.Tensor:
     """What `patched_logits` writes: the residual stream at the input of encoder `layer` (L = the last layer's
     output), or the attention / MLP output of `layer`, (N, T, d), in eval mode."""
     wrapped, path, n_layers = _wrapped(model, part)
     out = []
     with _eval_mode(model):
         for s in range(0, len(features), batch_size):
-            with wrapped.trace(input_features=features[s:s + batch_size]):
+            with wrapped.trace(**_inputs(model, features, speech_positions, s, batch_size)):
                 site = _site(wrapped, path, layer, part, n_layers)
                 value = (site.input if part == "residual" else
                          site.output[0] if part == "attention" else site.output).save()
@@ -135,7 +144,7 @@ def layer_activations(model, features: torch.Tensor, layer: int, *, part: Part =
 
 @torch.no_grad()
 def patched_logits(model, features: torch.Tensor, layer: int, replacement: torch.Tensor, *,
-                   part: Part = "residual", batch_size: int = 8) -> np.ndarray:
+                   part: Part = "residual", batch_size: int = 8, speech_positions=None) -> np.ndarray:
     """Logits of `model` when the activation `layer_activations(..., layer, part=part)` names is replaced by
     `replacement` (N, T, d), e.g. another model's on the same clips; the rest of the forward pass is the model's
     own."""
@@ -144,7 +153,7 @@ def patched_logits(model, features: torch.Tensor, layer: int, replacement: torch
     with _eval_mode(model):
         for s in range(0, len(features), batch_size):
             new = replacement[s:s + batch_size]
-            with wrapped.trace(input_features=features[s:s + batch_size]):
+            with wrapped.trace(**_inputs(model, features, speech_positions, s, batch_size)):
                 site = _site(wrapped, path, layer, part, n_layers)
                 if part == "residual":
                     site.input[:] = new
@@ -228,8 +237,9 @@ def _read_sites(wrapped, path: str, n_layers: int, sites: Sequence[tuple[str, in
 
 @torch.no_grad()
 def run_edits(model, features: torch.Tensor, edits: Mapping[str, Edit], *, source=None,
-              batch_size: int = 8, desc: str = "interventions") -> dict[str, np.ndarray]:
-    """Logits (N, C) of `model` under each edit of `edits` (in eval mode), batch by batch.
+              batch_size: int = 8, desc: str = "interventions", speech_positions=None) -> dict[str, np.ndarray]:
+    """Logits (N, C) of `model` under each edit of `edits` (in eval mode), batch by batch (`speech_positions` (N,):
+    each clip's speech positions, needed by speech-pooled models).
 
     Per batch, one pass reads the model's residual stream; each edit then starts at the lowest layer it touches,
     the layers below skipped with their cached outputs (nnsight `skip`), so an edit of the top layer costs about
@@ -257,19 +267,19 @@ def run_edits(model, features: torch.Tensor, edits: Mapping[str, Edit], *, sourc
         if sites:
             stack.enter_context(_eval_mode(source))
         for s in range(0, len(features), batch_size):
-            x = features[s:s + batch_size]
+            inputs = _inputs(model, features, speech_positions, s, batch_size)
             stream, saved = {}, {}
-            with wrapped.trace(input_features=x):
+            with wrapped.trace(**inputs):
                 _read_sites(wrapped, path, n_layers, [("residual", l) for l in range(n_layers + 1)], stream)
             stream = {l: v.detach().clone() for (_, l), v in stream.items()}
             if sites:
-                with src.trace(input_features=x):
+                with src.trace(**_inputs(source, features, speech_positions, s, batch_size)):
                     _read_sites(src, src_path, n_layers, sites, saved)
                 saved = {k: v.detach().clone() for k, v in saved.items()}
             for edit in unique:
                 start = edit.first_layer(n_layers)
                 with lora_switched_off(model, edit.lora_off, edit.projections) if edit.lora_off else ExitStack():
-                    with wrapped.trace(input_features=x):
+                    with wrapped.trace(**inputs):
                         layers = walk(wrapped, path).layers
                         resume = (saved["residual", start] if edit.patch and edit.patch[0] == "residual"
                                   else stream[start])
@@ -304,19 +314,19 @@ def _edit_layer(layer, i: int, edit: Edit, saved: dict, as_tuple: bool) -> None:
 
 
 def patch_sweep(source, target, features: torch.Tensor, sites: Sequence[tuple[str, int]], *,
-                batch_size: int = 8) -> dict[tuple[str, int], np.ndarray]:
+                batch_size: int = 8, speech_positions=None) -> dict[tuple[str, int], np.ndarray]:
     """Logits of `target` with one site at a time replaced by `source`'s activation there on the same clips:
     {(part, layer): (N, C)} for every (part, layer) of `sites` (parts as `patched_logits`)."""
     edits = {f"{part}.{layer}": Edit(patch=(part, layer)) for part, layer in sites}
-    out = run_edits(target, features, edits, source=source, batch_size=batch_size)
+    out = run_edits(target, features, edits, source=source, batch_size=batch_size, speech_positions=speech_positions)
     return {(part, layer): out[f"{part}.{layer}"] for part, layer in sites}
 
 
 def edited_logits(model, features: torch.Tensor, *, erase: Iterable[int] = (), antialigned: Iterable[int] = (),
-                  batch_size: int = 8) -> np.ndarray:
+                  batch_size: int = 8, speech_positions=None) -> np.ndarray:
     """Logits with encoder layers edited: each layer in `erase` passes its input through unchanged (the official
     `analysis_utils.py` "residual erasure", which skips the whole layer), and each layer in `antialigned` adds its
     update a + m without the component anti-aligned with its input h (the "subtractive signal" of Fig. 1b
     switched off)."""
     edit = Edit(erase=tuple(sorted(set(erase))), antialigned=tuple(sorted(set(antialigned))))
-    return run_edits(model, features, {"edit": edit}, batch_size=batch_size)["edit"]
+    return run_edits(model, features, {"edit": edit}, batch_size=batch_size, speech_positions=speech_positions)["edit"]

@@ -14,10 +14,9 @@ from ..data.protocols import load_folds
 from ..io import fingerprint
 from ..training.runs import RunResults, corpus_classes, load_corpus
 
-__all__ = ["TRACE_FORMAT", "AnalysisSettings", "select_analysis_set", "speech_frames", "analysis_set"]
+__all__ = ["TRACE_FORMAT", "AnalysisSettings", "select_analysis_set", "analysis_set"]
 
 TRACE_FORMAT = 4  # bump when what a trace holds changes, so cached traces of an older format are not reused
-ENCODER_FRAME_SECONDS = 0.02  # conv2 stride 2 over 10 ms mel frames
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,3 @@ def select_analysis_set(table: pd.DataFrame, utterances, *, per_class: int = 25,
     return chosen
 
 
-def speech_frames(durations, n_frames: int) -> np.ndarray:
-    """Encoder positions holding speech for clips of `durations` seconds: (N,) ints, at most `n_frames`."""
-    return np.minimum(n_frames, np.ceil(np.asarray(durations, dtype=float) / ENCODER_FRAME_SECONDS)).astype(int)

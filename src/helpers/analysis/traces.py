@@ -17,9 +17,10 @@ from ..data.features import compute_features, whisper_feature_extractor
 from ..io import file_sha256, read_cached, read_json_checked, remove_stale_temporaries
 from ..models.classifier import build_classifier, load_classifier, read_spec
 from ..models.lora import redraw_lora
+from ..models.pooling import speech_positions
 from ..training.runs import RunResults, run_cross_validation
 from .logit_lens import lens_logits
-from .sets import AnalysisSettings, analysis_set, speech_frames
+from .sets import AnalysisSettings, analysis_set
 from .tracing import Trace, trace_model
 
 __all__ = ["TRACE_KINDS", "UNIT_KINDS", "fold_traces", "rank_runs"]
@@ -35,15 +36,17 @@ def _add_lens(trace: Trace, model) -> Trace:
     last layer's included, and `lens.<frames>.reference` (N, C): the model's own prediction for those frames.
 
     Nothing is overwritten: the raw lens at the top is the last layer's output without the final LayerNorm, so it
-    can differ from the prediction (the official code's last row does too). The reference for all frames is the
-    model's logits; for speech frames it is the head on the final LayerNorm of the speech-pooled last state.
+    can differ from the prediction (the official code's last row does too). The reference for the frames the model
+    pools (all; speech for `pooling="speech"`) is the model's logits; for the other frames it is the head on the
+    final LayerNorm of their pooled last state.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wrapper or plain model
     for frames in ("all", "speech"):
         for norm in ("raw", "ln"):
             pooled = trace[f"pooled_{'ln_' if norm == 'ln' else ''}{frames}"]
             trace.arrays[f"lens.{frames}.{norm}"] = lens_logits(pooled, base.projector, base.classifier)
-        trace.arrays[f"lens.{frames}.reference"] = (trace["logits"] if frames == "all"
+        own = "speech" if trace.meta.get("pooling") == "speech" else "all"  # the frames the model itself pools
+        trace.arrays[f"lens.{frames}.reference"] = (trace["logits"] if frames == own
                                                     else trace.arrays[f"lens.{frames}.ln"][:, -1].copy())
     return trace
 
@@ -91,7 +94,7 @@ def fold_traces(lora_run: RunResults, frozen_run: RunResults | None = None, *, f
             extractor = whisper_feature_extractor(model.config, spec.max_seconds)
             features = compute_features(table, extractor, level=lora_run.config.level, cache_dir=cache_dir)
         dropout = settings.untrained_dropout and kind == "untrained-official"
-        n_speech = speech_frames(table["duration"], features.shape[-1] // 2)
+        n_speech = speech_positions(table["duration"], features.shape[-1] // 2)
         trace = trace_model(model, features, labels, n_speech, batch_size=settings.batch_size,
                             lora_frames=settings.lora_frames, dropout_active=dropout, seed=settings.seed,
                             parts=TRACE_KINDS[kind])

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..io import CorruptCacheError, atomic_tensors, check_tensors, load_tensors_checked
+from ..models.pooling import is_speech_pooled, model_inputs
 from ..progress import progress
 
 __all__ = ["TRACE_PARTS", "Trace", "trace_model", "lora_modules", "encoder_path", "walk",
@@ -127,7 +128,8 @@ def trace_model(model, features: torch.Tensor, labels: torch.Tensor, n_speech: n
     """Trace `model` (a Whisper classifier, LoRA-wrapped or not) over `features` (N, n_mels, frames).
 
     `labels` (N,) feed the cross-entropy whose gradients are captured (summed over the batch, so a clip's gradient
-    does not depend on batching). `n_speech` (N,) is the number of speech positions per clip. `lora_frames` > 0
+    does not depend on batching). `n_speech` (N,) is the number of speech positions per clip (a speech-pooled model
+    is run on them at the full input length, its padding keys masked: every array keeps its shape). `lora_frames` > 0
     keeps that many evenly spaced positions of the LoRA matrices per clip (large models), 0 keeps all.
     `dropout_active` runs LoRA dropout as in training (the official untrained baseline did), its masks drawn from
     `seed` so the trace is repeatable. `parts` narrows what is kept: "residual" (norms and cosines, layer
@@ -169,8 +171,9 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
         if gradients:  # a graph through every activation, whether or not the loaded weights are trainable
             x = x.clone().requires_grad_(True)
         y = labels[start:start + batch_size]
+        inputs = model_inputs(model, x, n_speech[start:start + len(x)])  # speech pooling: its speech positions
         hs, attn, mlp, outs, a_out, b_out, a_grad, b_grad = ([] for _ in range(8))
-        with torch.set_grad_enabled(gradients), wrapped.trace(input_features=x):
+        with torch.set_grad_enabled(gradients), wrapped.trace(**inputs):
             layers = walk(wrapped, path).layers
             for i in range(n_layers):
                 layer = layers[i]
@@ -240,7 +243,8 @@ def _trace(model, features, labels, n_speech, *, batch_size, lora_frames, dropou
         arrays[f"lora.{layer_i}.{proj}.delta_sv"] = _update_singular_values(module)
     arrays["labels"] = labels.numpy().astype(np.int64)
     arrays["lora_frames"] = keep if keep is not None else np.arange(0)
-    meta = dict(n_layers=n_layers, lora_modules=[f"lora.{i}.{p}" for i, p in loras],
+    pooling = "speech" if is_speech_pooled(model) else "mean"
+    meta = dict(n_layers=n_layers, pooling=pooling, lora_modules=[f"lora.{i}.{p}" for i, p in loras],
                 residual_error=residual_error if residual else None, parts=sorted(parts),
                 gradients=gradients, dropout_active=dropout_active, loss="cross-entropy, summed over the batch")
     return Trace(arrays, meta)

@@ -2,7 +2,8 @@
 shorter inputs and LoRA, and saving/loading it with every trained weight.
 
 `max_seconds` < 30 builds an encoder that accepts shorter inputs (its positional embedding cut to the first
-`max_seconds * 50` positions): faster, and a different model from stock Whisper.
+`max_seconds * 50` positions): faster, and a different model from stock Whisper. `pooling="speech"` builds the
+speech-pooled classifier of `helpers.models.pooling` (another model again; the official one averages all positions).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..data.features import input_frames
 from ..io import CorruptCacheError, check_tensors, load_tensors_checked
 from ..labels import EMOTIONS
 from .lora import LoraSettings, attach_lora
+from .pooling import POOLINGS
 from .weights import TINY_EN, WeightsError, resolve_whisper_source
 
 __all__ = ["ATTENTION_KERNELS", "load_whisper_classifier", "ModelSpec", "build_classifier", "read_spec",
@@ -61,12 +63,14 @@ def _seeded(seed: int | None):
 
 def load_whisper_classifier(source: str | Path = TINY_EN, *, labels: Sequence[str] = EMOTIONS, max_seconds: int = 30,
                             allow_download: bool = False, cache_dir: str | Path | None = None,
-                            seed: int | None = None, attention: str = "sdpa"):
+                            seed: int | None = None, attention: str = "sdpa", pooling: str = "mean"):
     """`WhisperForAudioClassification` with pretrained encoder weights and a fresh projector/classifier.
 
     `max_seconds` < 30 slices the positional embedding so the encoder takes shorter inputs (a different, faster
     model than stock Whisper); `seed` fixes the head's random initialisation without touching the global RNG;
-    `attention` picks the attention kernel: "sdpa" (torch's fused scaled-dot-product attention) or "eager".
+    `attention` picks the attention kernel: "sdpa" (torch's fused scaled-dot-product attention) or "eager";
+    `pooling` the time pooling: "mean" (all positions, the official model) or "speech" (each clip's speech positions,
+    `SpeechPooledWhisperForAudioClassification`, whose forward takes `speech_positions`).
     """
     from transformers import WhisperForAudioClassification
     from transformers.utils import logging as hf_logging
@@ -74,6 +78,10 @@ def load_whisper_classifier(source: str | Path = TINY_EN, *, labels: Sequence[st
     input_frames(max_seconds)
     if attention not in ATTENTION_KERNELS:
         raise ValueError(f"attention={attention!r}; choose one of {ATTENTION_KERNELS}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r}; choose one of {POOLINGS}")
+    if pooling == "speech":
+        from .speech_classifier import SpeechPooledWhisperForAudioClassification as WhisperForAudioClassification  # noqa: N814
     path = resolve_whisper_source(source, allow_download=allow_download, cache_dir=cache_dir)
     labels = list(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -89,6 +97,7 @@ def load_whisper_classifier(source: str | Path = TINY_EN, *, labels: Sequence[st
     finally:
         hf_logging.set_verbosity(verbosity)
     _shorten_encoder(model.encoder, model.config, max_seconds)
+    model.config.pooling = pooling
     return model
 
 
@@ -100,6 +109,7 @@ class ModelSpec:
     labels: tuple[str, ...] = EMOTIONS
     max_seconds: int = 30
     lora: LoraSettings | None = field(default_factory=LoraSettings)
+    pooling: str = "mean"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -109,7 +119,8 @@ class ModelSpec:
         data = json.loads(text)
         lora = data.get("lora")
         return cls(source=data["source"], labels=tuple(data["labels"]), max_seconds=int(data["max_seconds"]),
-                   lora=LoraSettings(**{**lora, "target_modules": tuple(lora["target_modules"])}) if lora else None)
+                   lora=LoraSettings(**{**lora, "target_modules": tuple(lora["target_modules"])}) if lora else None,
+                   pooling=data.get("pooling", "mean"))  # specs saved before pooling existed: the official mean
 
 
 def build_classifier(spec: ModelSpec, *, allow_download: bool = False, cache_dir: str | Path | None = None,
@@ -120,7 +131,7 @@ def build_classifier(spec: ModelSpec, *, allow_download: bool = False, cache_dir
     """
     model = load_whisper_classifier(spec.source, labels=spec.labels, max_seconds=spec.max_seconds,
                                     allow_download=allow_download, cache_dir=cache_dir, seed=seed,
-                                    attention=attention)
+                                    attention=attention, pooling=spec.pooling)
     if spec.lora is None:
         return model
     with _seeded(None if seed is None else seed + 1):
@@ -164,7 +175,7 @@ def load_classifier(directory: str | Path, *, allow_download: bool = False, cach
     directory = Path(directory)
     spec = read_spec(directory)
     base = load_whisper_classifier(spec.source, labels=spec.labels, max_seconds=spec.max_seconds,
-                                   allow_download=allow_download, cache_dir=cache_dir)
+                                   allow_download=allow_download, cache_dir=cache_dir, pooling=spec.pooling)
     if spec.lora is not None:
         for weights in directory.glob("*.safetensors"):
             check_tensors(weights)

@@ -24,7 +24,9 @@ import torch
 from ..data.protocols import Fold
 from ..io import CorruptCacheError, atomic_tensors, check_tensors, load_tensors_checked, load_torch_checked, set_aside
 from ..models.classifier import ModelSpec, build_classifier, save_classifier
+from ..models.pooling import batch_to_speech
 from ..progress import progress
+from .batches import length_bucketed_batches, shuffled_batches
 from .device import autocast, resolve_precision
 from .frozen import head_logits
 from .metrics import classification_scores
@@ -53,8 +55,12 @@ class _FoldTrainer:
 
     def __init__(self, config, fold_index: int, spec: ModelSpec, device: torch.device,
                  inputs: torch.Tensor | None, frozen_encoder_out: torch.Tensor | None,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, speech_positions: torch.Tensor | None = None):
         self.config, self.device, self.inputs = config, device, inputs
+        if spec.pooling == "speech" and frozen_encoder_out is None and speech_positions is None:
+            raise ValueError("pooling='speech' needs each clip's speech_positions")
+        # speech pooling through the encoder: batches cut to their longest clip, so they are bucketed by length
+        self.positions = speech_positions if spec.pooling == "speech" and frozen_encoder_out is None else None
         self.model = build_classifier(spec, seed=config.seed + fold_index, allow_download=config.allow_download,
                                       attention=config.attention, cache_dir=cache_dir)
         if config.mode == "frozen":
@@ -73,20 +79,31 @@ class _FoldTrainer:
         if self.hidden is not None:
             return head_logits(self.head["projector"], self.head["classifier"],
                                self.hidden[idx].to(self.device, non_blocking=True))
-        batch = self.inputs[idx]
+        batch, extra = self.inputs[idx], {}
+        if self.positions is not None:
+            batch = batch_to_speech(batch, self.positions[idx])
+            extra["speech_positions"] = self.positions[idx].to(self.device)
         if self.device.type == "cuda":  # a page-locked batch copies to the GPU asynchronously
             batch = batch.pin_memory()
-        return self.forward(input_features=batch.to(self.device, non_blocking=True)).logits
+        return self.forward(input_features=batch.to(self.device, non_blocking=True), **extra).logits
+
+    def batches(self, idx: torch.Tensor, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+        """`idx` cut into batches: length-bucketed where batches cost their longest clip, else shuffled with
+        `generator` (kept in order without one)."""
+        if self.positions is not None:
+            return length_bucketed_batches(idx, self.positions, batch_size, generator)
+        return shuffled_batches(idx, batch_size, generator) if generator is not None else list(idx.split(batch_size))
 
     @torch.no_grad()
     def predict_logits(self, idx: torch.Tensor) -> torch.Tensor:
         """Float logits (len(idx), C) on the CPU, in evaluation mode."""
         self.trainable.eval()
-        out = []
-        for start in range(0, len(idx), self.config.batch_size * 2):
+        batches, out = self.batches(idx, self.config.batch_size * 2, None), []
+        for batch in batches:
             with autocast(self.device, self.config.precision):
-                out.append(self.logits(idx[start:start + self.config.batch_size * 2]).float().cpu())
-        return torch.cat(out)
+                out.append(self.logits(batch).float().cpu())
+        logits = torch.cat(out)
+        return logits[_rows_of(torch.cat(batches), idx)]  # back in the order of idx
 
     def predict(self, idx: torch.Tensor) -> np.ndarray:
         return self.predict_logits(idx).argmax(-1).numpy()
@@ -99,6 +116,12 @@ class _FoldTrainer:
         with torch.no_grad():
             for name, value in state.items():
                 params[name].copy_(value)
+
+
+def _rows_of(idx: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Where each of `values` sits in `idx` (distinct row numbers that hold all of them)."""
+    sorter = idx.argsort()
+    return sorter[torch.searchsorted(idx[sorter], values)]
 
 
 @dataclass
@@ -185,10 +208,8 @@ def _train_epoch(trainer: _FoldTrainer, opt: _Optimisation, train_idx: torch.Ten
     """One pass over the training clips in a seeded random order; returns the mean loss."""
     config, device = trainer.config, trainer.device
     trainer.trainable.train()
-    order = train_idx[torch.randperm(len(train_idx), generator=opt.generator)]
     losses = []
-    for step, start in enumerate(range(0, len(order), config.batch_size)):
-        batch = order[start:start + config.batch_size]
+    for step, batch in enumerate(trainer.batches(train_idx, config.batch_size, opt.generator)):
         try:
             with autocast(device, config.precision):
                 logits = trainer.logits(batch)
@@ -241,15 +262,17 @@ def _save_checkpoint(fold_dir: Path, trainer: _FoldTrainer, opt: _Optimisation,
 
 def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelSpec, index_of: dict[str, int],
                labels: torch.Tensor, inputs: torch.Tensor | None, frozen_out: torch.Tensor | None,
-               device: torch.device, *, cache_dir: str | Path | None = None) -> dict:
+               device: torch.device, *, cache_dir: str | Path | None = None,
+               speech_positions: torch.Tensor | None = None) -> dict:
     """Train one fold in `fold_dir` (resuming its checkpoint), pick the epoch on validation `select_by`, test it.
 
     `inputs` are the log-mel features of every clip in the corpus, rows indexed by `index_of[utterance]`;
     `frozen_out` their pooled frozen-encoder outputs in frozen mode (None for LoRA); `labels` index `spec.labels`,
-    the run's classes (their number sizes the head and the confusion matrices).
+    the run's classes (their number sizes the head and the confusion matrices); `speech_positions` (N,) each
+    clip's speech positions, needed where `spec.pooling` is "speech".
     """
     n_classes = len(spec.labels)
-    trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out, cache_dir)
+    trainer = _FoldTrainer(config, fold_index, spec, device, inputs, frozen_out, cache_dir, speech_positions)
     train_idx, val_idx, test_idx = (torch.tensor([index_of[u] for u in ids])
                                     for ids in (fold.train, fold.validation, fold.test))
     opt = _optimisation(config, trainer.params, math.ceil(len(train_idx) / config.batch_size), device,
@@ -285,7 +308,8 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
                 classes=list(spec.labels), chosen_epoch=opt.best["epoch"], selected_by=config.select_by,
                 selection_on_test=fold.selection_on_test,
                 n_train=len(train_idx), n_validation=len(val_idx), n_test=len(test_idx),
-                speed=speed_settings(config, device, spec.max_seconds), train_seconds=opt.seconds,
+                pooling=spec.pooling, speed=speed_settings(config, device, spec.max_seconds),
+                train_seconds=opt.seconds,
                 examples_per_second=len(train_idx) * config.epochs / max(opt.seconds, 1e-9),
                 **{f"test_{k}": v for k, v in test.items()}, history=opt.history)
 
@@ -293,9 +317,13 @@ def train_fold(config, fold: Fold, fold_index: int, fold_dir: Path, spec: ModelS
 def speed_settings(config, device: torch.device, max_seconds: int) -> dict:
     """What made this run fast or slow, as it actually took effect on `device` (saved with every fold's result)."""
     cuda, dtype = device.type == "cuda", resolve_precision(device, config.precision)
+    speech = config.pooling == "speech"
+    fixed = "fixed length: every clip padded or cut to input_seconds (Whisper's encoder takes one length)"
     return dict(device=str(device), precision=str(dtype).replace("torch.", ""), loss_scaling=dtype == torch.float16,
                 attention=config.attention, compile=config.compile and config.mode == "lora",
                 tf32=config.tf32 if cuda else "n/a (not CUDA)", pinned_memory=cuda, input_seconds=max_seconds,
-                batches="fixed length: every clip padded or cut to input_seconds (Whisper's encoder takes one length)",
+                batches=("length-bucketed: each batch cut to its longest clip, padding keys masked"
+                         if speech and config.mode == "lora" else fixed),
                 features="log-mel computed once and cached",
-                frozen_encoder="time-mean of outputs computed once" if config.mode == "frozen" else "n/a (LoRA)")
+                frozen_encoder=(f"time-mean over {'speech' if speech else 'all'} positions of outputs computed once"
+                                if config.mode == "frozen" else "n/a (LoRA)"))

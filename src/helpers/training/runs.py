@@ -42,6 +42,7 @@ from ..io import (
 )
 from ..labels import EMOTIONS
 from ..models.classifier import ModelSpec
+from ..models.pooling import speech_positions
 from ..models.weights import resolve_whisper_source
 from ..progress import progress
 from .device import TRAINING_FORMAT, library_versions, matmul_precision, pick_device, resolve_device_type
@@ -50,7 +51,8 @@ from .loop import METRICS, train_fold
 from .metrics import summarize_folds
 
 __all__ = ["RunResults", "PreparedRun", "load_corpus", "corpus_classes", "fit_max_seconds", "cut_report",
-           "run_dir_for", "prepare_run", "run_features", "finished_result", "train_run_fold", "collect_run",
+           "run_dir_for", "prepare_run", "run_features", "run_speech_positions", "finished_result", "train_run_fold",
+           "collect_run",
            "run_cross_validation"]
 
 logger = logging.getLogger(__name__)
@@ -138,19 +140,19 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
     (the precision setting as asked: the dtype it resolves to on a device is in each fold's `speed` record).
 
     `classes` is the resolved class list (default: `config.classes`, which must then not be "all"); it, a
-    label_map, a level normalisation, a fitting cap and the speakers-k settings enter the hash only where they
-    differ from the defaults every run had before they existed, so cached runs of the paper's four classes keep
-    their directories. `max_folds` is left out: folds are independent, so runs that differ only in how many folds
-    they train share one directory and reuse each other's finished folds. `fitted_max_seconds` (the input length
-    `max_seconds=0` fitted, given only where it differs from the longest clip's, the fit of runs before the 99th
-    percentile) enters it too.
+    label_map, a level normalisation, a fitting cap, speech pooling and the speakers-k settings enter the hash only
+    where they differ from the defaults every run had before they existed, so cached runs of the paper's four
+    classes keep their directories. `max_folds` is left out: folds are independent, so runs that differ only in how
+    many folds they train share one directory and reuse each other's finished folds. `fitted_max_seconds` (the input
+    length `max_seconds=0` fitted, given only where it differs from the longest clip's, the fit of runs before the
+    99th percentile) enters it too.
     """
     classes = tuple(config.classes if classes is None else classes)
     if config.every_class and classes == tuple(config.classes):
         raise ValueError("run_dir_for: config.classes is 'all'; pass the resolved classes (load_corpus's "
                          "attrs['classes'])")
     skip = ("profile", "allow_download", "max_folds", "device", "classes", "label_map", "folds_k",
-            "validation_speakers", "level", "fit_seconds_cap")  # device type: hashed below; others: see docstring
+            "validation_speakers", "level", "fit_seconds_cap", "pooling")  # device type: hashed below; see docstring
     defining = {k: v for k, v in asdict(config).items() if k not in skip}
     if classes != EMOTIONS:
         defining["classes"] = list(classes)
@@ -160,6 +162,8 @@ def run_dir_for(config: RunConfig, data_key: str, *, cache_dir: str | Path | Non
         defining["level"] = config.level
     if config.fit_seconds_cap != 30:
         defining["fit_seconds_cap"] = config.fit_seconds_cap
+    if config.pooling != "mean":
+        defining["pooling"] = config.pooling
     if config.protocol == "speakers-k":
         defining["speakers_k"] = dict(k=config.folds_k, n_validation=config.validation_speakers)
     if fitted_max_seconds is not None:
@@ -247,6 +251,7 @@ def prepare_run(config: RunConfig, *, cache_dir: str | Path | None = None,
         logger.info(cut_report(table["duration"], max_seconds, fitted=not config.max_seconds))
     atomic_json(run_dir / "run.json", dict(data_fingerprint=data_key, max_seconds=max_seconds,
                                             clips_cut_at_max_seconds=truncated, level=config.level,
+                                            pooling=config.pooling,
                                             device=device_type, n_utterances=len(table),
                                             classes=list(classes), corpus=table.attrs.get("corpus"),
                                             label_map=table.attrs.get("label_map"),
@@ -301,6 +306,14 @@ def run_features(run: PreparedRun, *, load: bool = True) -> tuple[torch.Tensor |
     return features, feature_key(run.table, extractor, run.config.level)
 
 
+def run_speech_positions(run: PreparedRun) -> torch.Tensor | None:
+    """Each clip's speech positions at the run's input length (rows as the corpus table), for `pooling="speech"`;
+    None for the official all-positions mean."""
+    if run.config.pooling != "speech":
+        return None
+    return torch.from_numpy(speech_positions(run.table["duration"], run.max_seconds * 50))
+
+
 def train_run_fold(run: PreparedRun, fold_index: int) -> dict:
     """Train and test fold `fold_index` of a prepared run, unless its result exists: the unit a sweep schedules.
 
@@ -334,17 +347,18 @@ def _train_run_fold(run: PreparedRun, fold_index: int, fold_dir: Path) -> dict:
         if config.mode == "frozen":  # the frozen encoder is deterministic: run it once, not every epoch
             _, key = run_features(run, load=False)
             frozen_out = cached_frozen_outputs(config, features_key=key, load_features=lambda: run_features(run)[0],
-                                               max_seconds=run.max_seconds, device=device, cache_dir=run.cache_dir)
+                                               max_seconds=run.max_seconds, device=device, cache_dir=run.cache_dir,
+                                               speech_positions=run_speech_positions(run))
             inputs = None  # the head trains on the cached encoder outputs alone
         else:
             (inputs, _), frozen_out = run_features(run), None
         classes = run.classes
         spec = ModelSpec(source=config.model, labels=classes, max_seconds=run.max_seconds,
-                         lora=config.lora if config.mode == "lora" else None)
+                         lora=config.lora if config.mode == "lora" else None, pooling=config.pooling)
         index_of = {u: i for i, u in enumerate(run.table["utterance"])}
         labels = torch.tensor([classes.index(label) for label in run.table["label"]])
         result = train_fold(config, fold, fold_index, fold_dir, spec, index_of, labels, inputs, frozen_out, device,
-                            cache_dir=run.cache_dir)
+                            cache_dir=run.cache_dir, speech_positions=run_speech_positions(run))
     atomic_json(result_path, result)
     shutil.rmtree(fold_dir / "checkpoint", ignore_errors=True)
     logger.info("%s: UAR %.3f WAR %.3f F1 %.3f (epoch %d, %.1f clips/s)", fold.name, result["test_uar"],
