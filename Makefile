@@ -14,14 +14,19 @@ PROTOCOL  ?=
 LEVEL     ?=
 # POOLING=speech: the speech-pooled classifier with length-bucketed batches (default: the official all-positions mean)
 POOLING   ?=
-# a rehearsal cut short (README, "Rehearsing the paper profile"): e.g. EPOCHS=1 MAX_FOLDS=1
+# a rehearsal cut short (README, "Rehearsing the paper profile"): e.g. EPOCHS=1 MAX_FOLDS=1, and the causal
+# experiments' sweeps at one layer in CAUSAL_LAYER_STEP with CAUSAL_RANDOM_SETS random control sets
 EPOCHS    ?=
 MAX_FOLDS ?=
+CAUSAL_LAYER_STEP  ?=
+CAUSAL_RANDOM_SETS ?=
 BOOK_ARGS := --profile $(PROFILE) $(if $(DATA),-p data $(DATA)) $(if $(MODEL),-p model $(MODEL)) \
 	$(if $(CLASSES),-p classes $(CLASSES)) $(if $(LABEL_MAP),-p label_map $(LABEL_MAP)) \
 	$(if $(PROTOCOL),-p protocol $(PROTOCOL)) $(if $(LEVEL),-p level $(LEVEL)) \
 	$(if $(POOLING),-p pooling $(POOLING)) \
-	$(if $(EPOCHS),-p epochs $(EPOCHS)) $(if $(MAX_FOLDS),-p max_folds $(MAX_FOLDS))
+	$(if $(EPOCHS),-p epochs $(EPOCHS)) $(if $(MAX_FOLDS),-p max_folds $(MAX_FOLDS)) \
+	$(if $(CAUSAL_LAYER_STEP),-p causal_layer_step $(CAUSAL_LAYER_STEP)) \
+	$(if $(CAUSAL_RANDOM_SETS),-p causal_random_sets $(CAUSAL_RANDOM_SETS))
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 

@@ -6,7 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.analysis.causal import ablation_plan, random_layer_sets, top_quarter
+from helpers.analysis.causal import (
+    CAUSAL_FORMAT,
+    CausalSettings,
+    ablation_plan,
+    bottom_half,
+    patch_sites,
+    random_layer_sets,
+    swept_depths,
+    swept_layers,
+    top_quarter,
+)
 from helpers.analysis.evidence import causal_curves, causal_evidence
 from helpers.analysis.tracing import Trace
 from helpers.analysis.uncertainty import FAILS, HOLDS, INCONCLUSIVE
@@ -27,6 +37,45 @@ def test_ablation_plan_names_every_set():
     assert plan["proj.q_proj"] == {"layers": [0, 1, 2, 3], "projections": ["q_proj"]}
     assert sum(k.startswith("random.") for k in plan) == 4
     assert not any(k.startswith("proj.") for k in ablation_plan(4, ["q_proj"]))
+
+
+def test_layer_step_thins_the_sweeps_from_the_top_and_keeps_the_verdicts_sets():
+    """At 32 layers, step 4 sweeps layers 3, 7, ..., 31 and k = 4, 8, ..., 32; the top quarter (8), the bottom half
+    (16) and every layer (32), which the verdicts read, are always among the k; step 1 is the full sweep."""
+    assert swept_layers(32, 1) == tuple(range(32)) and swept_depths(32, 1) == tuple(range(1, 33))
+    assert swept_layers(32, 4) == tuple(range(3, 32, 4)) and swept_layers(32, 40) == (31,)
+    for n, step in ((32, 4), (32, 5), (32, 40), (12, 5), (4, 3)):
+        depths = swept_depths(n, step)
+        assert {top_quarter(n), bottom_half(n), n} <= set(depths) and max(depths) == n
+        assert swept_layers(n, step)[-1] == n - 1 and len(swept_layers(n, step)) == -(-n // step)
+    full, thin = ablation_plan(32, ["q_proj"], random_sets=4), ablation_plan(32, ["q_proj"], random_sets=4,
+                                                                            layer_step=4)
+    assert set(thin) < set(full) and thin["top.8"] == full["top.8"] and thin["bottom.16"] == full["bottom.16"]
+    assert sorted(int(k.split(".")[1]) for k in thin if k.startswith("single.")) == list(swept_layers(32, 4))
+    assert sum(k.startswith("random.") for k in thin) == 4 and all(len(thin[k]["layers"]) == 8
+                                                                  for k in thin if k.startswith("random."))
+    assert patch_sites(32) == patch_sites(32, 1) and len(patch_sites(32)) == 96
+    thin_sites = patch_sites(32, 4)
+    assert set(thin_sites) < set(patch_sites(32)) and ("residual", 32) in thin_sites and len(thin_sites) == 24
+    with pytest.raises(ValueError, match="step"):
+        swept_layers(32, 0)
+
+
+def test_causal_settings_keep_their_cache_key_and_refuse_bad_values():
+    """`layer_step` 1 (every layer) leaves the key as it was before the setting existed, so cached records are
+    reused; any other step is a different key."""
+    from dataclasses import asdict
+
+    from helpers.io import fingerprint
+
+    settings = CausalSettings(batch_size=8, probe_per_class=100)
+    before = {k: v for k, v in asdict(settings).items() if k != "layer_step"}
+    assert settings.key() == fingerprint({**before, "format": CAUSAL_FORMAT}, length=12)
+    assert CausalSettings(layer_step=4).key() != CausalSettings().key()
+    for bad in (dict(layer_step=0), dict(random_sets=0), dict(probe_per_class=-1), dict(layer_step=2.5),
+                dict(random_sets=True)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            CausalSettings(**bad)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -78,6 +127,26 @@ def test_a_top_heavy_adapter_holds_and_a_bottom_heavy_one_fails():
     assert holds == {"lora_effect_top_layers_causal": HOLDS, "attention_over_mlp_causal": HOLDS}
     fails = _verdicts(top=0.85, random=0.6, bottom=0.3, attn=0.85, mlp=0.4)
     assert fails == {"lora_effect_top_layers_causal": FAILS, "attention_over_mlp_causal": FAILS}
+
+
+def test_verdicts_read_the_swept_layers_only_when_the_sweeps_are_thinned():
+    """Records of a thinned sweep (layer_step 2 at 4 layers: patches at layers 1 and 3) give the verdicts from the
+    layers patched; a lost layer's keys are not looked for."""
+    records = [_record(s, top=0.3, random=0.75, bottom=0.85, attn=0.4, mlp=0.85) for s in range(4)]
+    for r in records:
+        for key in [k for k in r.arrays if k.startswith("patch.") and int(k.rsplit(".", 1)[1]) not in
+                    swept_layers(N_LAYERS, 2)]:
+            del r.arrays[key]
+    evidence = causal_evidence(records, n_boot=50)
+    verdicts = section_claims("causal", evidence).set_index("id")["verdict"].to_dict()
+    assert verdicts == {"lora_effect_top_layers_causal": HOLDS, "attention_over_mlp_causal": HOLDS}
+    # and the corrupt case: a bottom-heavy adapter patched on two layers still fails
+    records = [_record(s, top=0.85, random=0.6, bottom=0.3, attn=0.85, mlp=0.4) for s in range(4)]
+    for r in records:
+        for key in [k for k in r.arrays if k.startswith("patch.") and k.endswith((".0", ".2"))]:
+            del r.arrays[key]
+    verdicts = section_claims("causal", causal_evidence(records, n_boot=50)).set_index("id")["verdict"].to_dict()
+    assert verdicts == {"lora_effect_top_layers_causal": FAILS, "attention_over_mlp_causal": FAILS}
 
 
 def test_no_difference_is_inconclusive_and_a_control_with_the_same_asymmetry_blocks_the_claim():

@@ -125,6 +125,20 @@ def test_every_chapter_with_run_settings_takes_the_class_and_fold_settings():
             assert wanted <= chapter_parameters(name), (name, wanted - chapter_parameters(name))
 
 
+def test_causal_settings_are_the_profiles_unless_a_chapter_parameter_says_otherwise():
+    """`causal_layer_step`, `causal_random_sets` and `causal_probe_per_class` (papermill or `-p`) replace only
+    their own field of the profile's settings; None keeps the profile's, a value that is not a whole number in
+    range is refused with its name."""
+    assert chapters.causal_settings("paper") == chapters.CAUSAL_DEFAULTS["paper"]
+    cut = chapters.causal_settings("paper", layer_step=4, random_sets=4.0, probe_per_class=None)
+    assert (cut.layer_step, cut.random_sets, cut.probe_per_class) == (4, 4, 100)
+    assert cut.batch_size == chapters.CAUSAL_DEFAULTS["paper"].batch_size and cut.key() != chapters.causal_settings(
+        "paper").key()
+    for bad in (dict(layer_step=2.5), dict(random_sets="four"), dict(layer_step=0), dict(probe_per_class=True)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            chapters.causal_settings("paper", **bad)
+
+
 def test_comparison_protocols_never_run_more_folds_than_asked(monkeypatch):
     """A rehearsal of the paper profile cut to one fold (max_folds 1) runs one fold of each comparison protocol,
     not the paper's every fold (PROTOCOL_FOLDS 0); the demo's limit of 1 stays when more are asked."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -13,8 +12,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from helpers.book.build import CHAPTERS
+from built_pages import assert_every_chapter_executed, page_text
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,26 +59,15 @@ def test_six_class_run_trains_and_evaluates_six_outputs(six_class_run):
     assert 0 <= run.summary.set_index("metric").loc["uar", "mean"] <= 1
 
 
-def _text(copy: Path, chapter: str) -> str:
-    page = (copy / "_build" / "html" / "book" / "executed" / f"{chapter}.html").read_text()
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
-
-
 def test_every_chapter_of_the_six_class_book_executes_and_says_six(six_class_book):
     copy, log = six_class_book
-    for name in CHAPTERS:
-        assert f"chapter {name}:" in log
-        nb = nbformat.read(copy / "book" / "executed" / f"{name}.ipynb", as_version=4)
-        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-        assert not [o for o in outputs if o.output_type == "error"], name
-        assert not [o.text for o in outputs if o.get("name") == "stderr"], name
-        assert "Traceback" not in _text(copy, name)
-    data = _text(copy, "data")
+    assert_every_chapter_executed(copy, log)
+    data = page_text(copy, "data")
     assert "in 6 classes" in data and "fear (8 clips), disgust (8 clips)" in data
     assert "Chance UAR is 1/6 = 0.167" in data and "Left out. Nothing" in data and "chance 0.17" in data
-    assert "Chance is 0.167" in _text(copy, "finetuning")
+    assert "Chance is 0.167" in page_text(copy, "finetuning")
     executed = nbformat.read(copy / "book" / "executed" / "finetuning.ipynb", as_version=4)
     rerun = next(c.source for c in executed.cells if "Rerun this chapter" in c.source)
     assert "-p classes anger,happiness,neutral,sadness,fear,disgust" in rerun
-    scorecard = _text(copy, "scorecard")
+    scorecard = page_text(copy, "scorecard")
     assert "Rank sensitivity: neutral" in scorecard

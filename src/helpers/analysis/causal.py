@@ -41,8 +41,8 @@ from .probes import layer_probe_logits, layer_tuned_lens_logits
 from .sets import select_analysis_set
 from .tracing import Trace, lora_modules, trace_model
 
-__all__ = ["CAUSAL_FORMAT", "CausalSettings", "top_quarter", "bottom_half", "random_layer_sets", "ablation_plan",
-           "patch_sites", "head_affine", "fold_interventions"]
+__all__ = ["CAUSAL_FORMAT", "CausalSettings", "top_quarter", "bottom_half", "swept_layers", "swept_depths",
+           "random_layer_sets", "ablation_plan", "patch_sites", "head_affine", "fold_interventions"]
 
 CAUSAL_FORMAT = 1  # bump when what a record holds changes
 
@@ -50,7 +50,9 @@ CAUSAL_FORMAT = 1  # bump when what a record holds changes
 @dataclass(frozen=True)
 class CausalSettings:
     """How the causal experiments are run. Interventions are scored on the fold's test split; probes and tuned
-    lenses are trained on its training split (`probe_per_class` clips per class at most, 0 = all)."""
+    lenses are trained on its training split (`probe_per_class` clips per class at most, 0 = all). The per-layer
+    sweeps (single layers, bottom and top k, patch sites) visit every `layer_step`-th layer (`swept_layers`,
+    `swept_depths`); the verdicts' sets (the top quarter, the bottom half, every layer) are always run."""
 
     split: str = "test"
     batch_size: int = 8
@@ -59,9 +61,22 @@ class CausalSettings:
     lens_ridge: float = 1e-2     # ridge towards the raw lens of the tuned lens
     probe_per_class: int = 0
     seed: int = 0
+    layer_step: int = 1          # the per-layer sweeps visit every layer_step-th layer (1 = every layer)
+
+    def __post_init__(self) -> None:
+        for name, low in (("batch_size", 1), ("random_sets", 1), ("probe_per_class", 0), ("seed", 0),
+                          ("layer_step", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"CausalSettings.{name}={value!r}: give a whole number of at least {low}")
 
     def key(self) -> str:
-        return fingerprint({**asdict(self), "format": CAUSAL_FORMAT}, length=12)
+        """The settings' cache key; `layer_step` 1 (every layer) is left out, so records cached before the setting
+        existed keep their key."""
+        values = asdict(self)
+        if values["layer_step"] == 1:
+            del values["layer_step"]
+        return fingerprint({**values, "format": CAUSAL_FORMAT}, length=12)
 
 
 def top_quarter(n_layers: int) -> int:
@@ -71,6 +86,22 @@ def top_quarter(n_layers: int) -> int:
 
 def bottom_half(n_layers: int) -> int:
     return max(1, n_layers // 2)
+
+
+def swept_layers(n_layers: int, step: int = 1) -> tuple[int, ...]:
+    """The layers a per-layer sweep visits: every `step`-th counted down from the top layer (always included), in
+    ascending order; step 1 is every layer (32 layers, step 4: 3, 7, ..., 31)."""
+    if step < 1:
+        raise ValueError(f"step={step}: give a whole number of at least 1")
+    return tuple(range(n_layers - 1, -1, -step))[::-1]
+
+
+def swept_depths(n_layers: int, step: int = 1) -> tuple[int, ...]:
+    """The k of the bottom-k and top-k sweeps: every `step`-th k up to L, with the top quarter, the bottom half and
+    L always included (the verdicts read those); step 1 is 1..L."""
+    if step < 1:
+        raise ValueError(f"step={step}: give a whole number of at least 1")
+    return tuple(sorted({*range(step, n_layers + 1, step), top_quarter(n_layers), bottom_half(n_layers), n_layers}))
 
 
 def random_layer_sets(n_layers: int, size: int, n: int, seed: int = 0) -> list[tuple[int, ...]]:
@@ -86,12 +117,13 @@ def random_layer_sets(n_layers: int, size: int, n: int, seed: int = 0) -> list[t
     return sorted(picked)
 
 
-def ablation_plan(n_layers: int, projections: list[str], *, random_sets: int = 20,
-                  seed: int = 0) -> dict[str, dict]:
+def ablation_plan(n_layers: int, projections: list[str], *, random_sets: int = 20, seed: int = 0,
+                  layer_step: int = 1) -> dict[str, dict]:
     """{name: {"layers": [...], "projections": [...] or None}} of every LoRA ablation: each single layer, the
-    bottom and top k for k = 1..L, every layer for one projection type, and the random sets."""
-    plan = {f"single.{l}": dict(layers=[l], projections=None) for l in range(n_layers)}
-    for k in range(1, n_layers + 1):
+    bottom and top k for k = 1..L (with `layer_step` > 1: `swept_layers` and `swept_depths`), every layer for one
+    projection type, and the random sets."""
+    plan = {f"single.{l}": dict(layers=[l], projections=None) for l in swept_layers(n_layers, layer_step)}
+    for k in swept_depths(n_layers, layer_step):
         plan[f"bottom.{k}"] = dict(layers=list(range(k)), projections=None)
         plan[f"top.{k}"] = dict(layers=list(range(n_layers - k, n_layers)), projections=None)
     if len(projections) > 1:
@@ -101,12 +133,13 @@ def ablation_plan(n_layers: int, projections: list[str], *, random_sets: int = 2
     return plan
 
 
-def patch_sites(n_layers: int) -> list[tuple[str, int]]:
+def patch_sites(n_layers: int, layer_step: int = 1) -> list[tuple[str, int]]:
     """Where activations are patched: the residual stream at the input of layers 1..L-1 and before the final
     LayerNorm (the input of layer 0 comes from the frozen front end both models share, so patching it is a no-op,
-    which the tests check), and every layer's attention and MLP output."""
-    return [("residual", l) for l in range(1, n_layers + 1)] + [(p, l) for p in ("attention", "mlp")
-                                                                for l in range(n_layers)]
+    which the tests check), and every layer's attention and MLP output; with `layer_step` > 1, at the outputs and
+    sublayers of `swept_layers` only."""
+    layers = swept_layers(n_layers, layer_step)
+    return [("residual", l + 1) for l in layers] + [(p, l) for p in ("attention", "mlp") for l in layers]
 
 
 def head_affine(model) -> tuple[np.ndarray, np.ndarray]:
@@ -173,21 +206,24 @@ def _fold_interventions(lora_run: RunResults, frozen_run: RunResults, fold: Fold
     models = {"lora": lora, "frozen": frozen}
     arrays: dict[str, np.ndarray] = {"labels": np.array([classes.index(x) for x in test["label"]], np.int64)}
     projections = sorted({p for _, p in lora_modules(lora)})
-    plan = ablation_plan(n_layers, projections, random_sets=settings.random_sets, seed=settings.seed)
+    plan = ablation_plan(n_layers, projections, random_sets=settings.random_sets, seed=settings.seed,
+                         layer_step=settings.layer_step)
+    layers, depths = swept_layers(n_layers, settings.layer_step), swept_depths(n_layers, settings.layer_step)
+    sites = patch_sites(n_layers, settings.layer_step)
 
     def model_edits(name: str) -> dict[str, Edit]:
         """Every edit of one model: intact, erasures, anti-aligned removals, patches from the other model, and
         (LoRA model) the ablations."""
         edits = {f"final.{name}": Edit()}
-        for l in range(n_layers):
+        for l in layers:
             edits[f"erase.{name}.single.{l}"] = Edit(erase=(l,))
             edits[f"antialigned.{name}.single.{l}"] = Edit(antialigned=(l,))
-        for k in range(1, n_layers + 1):
+        for k in depths:
             edits[f"erase.{name}.bottom.{k}"] = Edit(erase=tuple(range(k)))
             edits[f"erase.{name}.top.{k}"] = Edit(erase=tuple(range(n_layers - k, n_layers)))
         edits[f"antialigned.{name}.top.{q}"] = Edit(antialigned=tuple(range(n_layers - q, n_layers)))
         other = "frozen" if name == "lora" else "lora"
-        for part, layer in patch_sites(n_layers):
+        for part, layer in sites:
             edits[f"patch.{other}>{name}.{part}.{layer}"] = Edit(patch=(part, layer))
         if name == "lora":
             for key, item in plan.items():
@@ -202,7 +238,7 @@ def _fold_interventions(lora_run: RunResults, frozen_run: RunResults, fold: Fold
                             speech_positions=speech))
     control = {"final.untrained": Edit()}
     control.update({f"patch.frozen>untrained.{part}.{layer}": Edit(patch=(part, layer))
-                    for part, layer in patch_sites(n_layers) if part != "residual"})
+                    for part, layer in sites if part != "residual"})
     arrays.update(run_edits(untrained, x, control, source=frozen, batch_size=bs, desc="untrained adapter",
                             speech_positions=speech))
 
@@ -218,7 +254,8 @@ def _fold_interventions(lora_run: RunResults, frozen_run: RunResults, fold: Fold
                                                           ridge=settings.lens_ridge)
 
     meta = dict(fold=fold.name, fold_index=fold_index, n_layers=n_layers, top_quarter=q, n_test=len(test),
-                bottom_half=bottom_half(n_layers), ablations=plan, projections=projections,
+                bottom_half=bottom_half(n_layers), swept_layers=list(layers), swept_depths=list(depths),
+                ablations=plan, projections=projections,
                 settings=asdict(settings), seed=lora_run.config.seed, n_train=len(train), classes=list(classes),
                 lora_run=str(lora_run.run_dir), frozen_run=str(frozen_run.run_dir),
                 states=f"pooled over {'speech' if spec.pooling == 'speech' else 'all'} frames after the final "

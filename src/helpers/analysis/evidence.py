@@ -500,9 +500,10 @@ def causal_evidence(records: Units, *, n_boot: int = 200, seed: int = 0) -> pd.D
       loss over random layer sets of the same size; contrast: the difference (paired);
     - `ablation_top_minus_bottom_half`: that loss minus the loss from switching off the bottom half;
     - `ablation_all`: the loss from switching LoRA off everywhere (how much LoRA matters at all);
-    - `patch_attention_minus_mlp`: mean over layers of (UAR lost when the frozen model's attention output replaces
-      the LoRA model's) minus (the same for the MLP output); control: the same for the untrained adapter (official
-      init) under the trained head; contrast: the difference;
+    - `patch_attention_minus_mlp`: mean over the patched layers (every layer, or the swept ones) of (UAR lost
+      when the frozen model's attention output replaces the LoRA model's) minus (the same for the MLP output);
+      control: the same for the untrained adapter (official init) under the trained head; contrast: the
+      difference;
     - `antialigned_top`: UAR lost when the top quarter's updates lose their component anti-aligned with h; control:
       the same edit in the frozen model;
     - `lora_minus_frozen`: the two models' UAR gap on these clips.
@@ -511,6 +512,8 @@ def causal_evidence(records: Units, *, n_boot: int = 200, seed: int = 0) -> pd.D
     n_layers, q, half = int(meta["n_layers"]), int(meta["top_quarter"]), int(meta["bottom_half"])
     n_classes = records[0]["final.lora"].shape[-1]
     randoms = sorted(k for k in records[0].arrays if k.startswith("ablate.random."))
+    patched = sorted(int(k.rsplit(".", 1)[1]) for k in records[0].arrays  # every layer, or the swept ones
+                     if k.startswith("patch.frozen>lora.attention."))
     preds = [{k: v.argmax(-1) for k, v in r.arrays.items() if k != "labels" and v.ndim == 2} for r in records]
     labels = [r["labels"] for r in records]
 
@@ -528,7 +531,7 @@ def causal_evidence(records: Units, *, n_boot: int = 200, seed: int = 0) -> pd.D
             base = score(f"final.{target}")
             attn_mlp[target] = float(np.mean([(base - score(f"patch.frozen>{target}.attention.{l}"))
                                               - (base - score(f"patch.frozen>{target}.mlp.{l}"))
-                                              for l in range(n_layers)]))
+                                              for l in patched]))
         anti = {m: score(f"final.{m}") - score(f"antialigned.{m}.top.{q}") for m in ("lora", "frozen")}
         return {"ablation_top_quarter.value": top, "ablation_top_quarter.control": random,
                 "ablation_top_quarter.contrast": top - random,

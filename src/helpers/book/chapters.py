@@ -18,7 +18,7 @@ from ..io import CACHE_ENV, parse_list
 from ..progress import quiet_library_progress
 from ..training.runs import RunResults, corpus_classes, load_corpus, run_cross_validation
 
-__all__ = ["CAUSAL_DEFAULTS", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS",
+__all__ = ["CAUSAL_DEFAULTS", "causal_settings", "causal_records", "ANALYSIS_DEFAULTS", "ANALYSIS_SEEDS",
            "SEED_FOLDS", "PROTOCOLS", "PROTOCOL_FOLDS", "Chapter", "setup", "run_classes",
            "parse_ranks", "parse_seeds", "resolve_seeds", "main_runs", "protocol_runs", "unsplittable_protocols",
            "analysis_settings",
@@ -290,13 +290,26 @@ CAUSAL_DEFAULTS = {"smoke": CausalSettings(batch_size=16, random_sets=4, probe_p
                    "paper": CausalSettings(batch_size=8, probe_per_class=100)}
 
 
+def causal_settings(profile: str, *, layer_step: int | None = None, random_sets: int | None = None,
+                    probe_per_class: int | None = None) -> CausalSettings:
+    """The profile's causal-experiment settings (`CAUSAL_DEFAULTS`) with the chapter parameters given (None: the
+    profile's); a value that is not a whole number in range is refused with the parameter's name."""
+    given = {"layer_step": layer_step, "random_sets": random_sets, "probe_per_class": probe_per_class}
+    for name, value in _clean(given).items():
+        if isinstance(value, float) and value.is_integer():
+            given[name] = int(value)  # papermill reads `-p causal_layer_step 4.0` as a float
+        elif isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"causal_{name}={value!r}: give a whole number")
+    return replace(CAUSAL_DEFAULTS.get(profile, CausalSettings()), **_clean(given))
+
+
 def causal_records(chapter: Chapter, *, seeds=None, settings: CausalSettings | None = None) -> list:
     """The causal experiments of every fold of the main runs (`helpers.analysis.causal`), for `seeds` (None: the
-    chapter's first seed, the main run), cached per fold."""
+    chapter's first seed, the main run), cached per fold; `settings` None: the profile's (`causal_settings`)."""
     from ..progress import progress
 
     seeds = (chapter.seeds[0],) if seeds is None else parse_seeds(seeds)
-    settings = settings or CAUSAL_DEFAULTS.get(chapter.profile, CausalSettings())
+    settings = settings or causal_settings(chapter.profile)
     records = []
     for seed in seeds:
         runs = main_runs(chapter.profile, **_seed_overrides(chapter.profile, seed, chapter.seeds or seeds,
@@ -309,9 +322,10 @@ def causal_records(chapter: Chapter, *, seeds=None, settings: CausalSettings | N
 
 
 def full_scorecard(chapter: Chapter, *, ranks="8,32,64", definition: str = "lora_a", alpha_rule: str = "scaled",
-                   seeds=None):
+                   seeds=None, causal: CausalSettings | None = None):
     """Every claim under both frame selections (all frames, as the official code; speech frames only), from the
-    chapter's units, the main runs of every seed and the rank runs of the chapter's fold."""
+    chapter's units, the main runs of every seed, the rank runs of the chapter's fold and the causal experiments
+    under `causal` (None: the profile's `causal_settings`)."""
     from ..analysis.evidence import (
         causal_evidence,
         cka_evidence,
@@ -334,7 +348,7 @@ def full_scorecard(chapter: Chapter, *, ranks="8,32,64", definition: str = "lora
         "ranks": [rank_evidence_for(rank_set, definition=definition, frames=f) for f in both],
         "svd": [svd_evidence(chapter.units, frames=f) for f in both],
         "cka": [cka_evidence(chapter.units, frames=f) for f in both],
-        "causal": causal_evidence(causal_records(chapter)),
+        "causal": causal_evidence(causal_records(chapter, settings=causal)),
     }
     return scorecard(evidence)
 
