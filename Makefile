@@ -71,6 +71,7 @@ bench: export TQDM_DISABLE := 1
 bench: $(STAMP)
 	$(PY) benchmarks/bench_demo_corpus.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_pooling.py
 	$(PY) benchmarks/bench_tracing.py
 	$(PY) benchmarks/bench_official_recipe.py
 	$(PY) benchmarks/bench_sweep.py

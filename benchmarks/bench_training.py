@@ -2,8 +2,8 @@
 
 1. LoRA training steps (forward + backward + AdamW, tiny.en, r=32 on v_proj) at 30 s inputs (what stock Whisper
    takes) and at inputs fitted to the corpus, with each attention kernel and with `torch.compile`; plus, as a
-   ceiling for length-bucketed batches, a step at the corpus's median clip length (Whisper's encoder takes one
-   input length, so bucketing would need a different model: this row says how much it could be worth at most);
+   ceiling for length-bucketed batches, a step at the corpus's median clip length (the official classifier takes
+   one input length; `pooling=speech` buckets by length, measured by `bench_pooling.py`);
 2. frozen mode: the head trained on encoder outputs cached once vs the frozen encoder run again every epoch.
 
     python benchmarks/bench_training.py [--clips 64] [--epochs 20] [--steps 4]

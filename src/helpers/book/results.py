@@ -61,7 +61,8 @@ def speed_table(runs) -> pd.DataFrame:
     for run in runs:
         first = run.run_dir / str(run.folds["fold"].iloc[0]) / "result.json"
         speed = json.loads(first.read_text()).get("speed", {})  # what took effect where the folds trained
-        rows.append(dict(mode=run.config.mode, protocol=run.config.protocol, n_folds=len(run.folds),
+        rows.append(dict(mode=run.config.mode, protocol=run.config.protocol, pooling=run.config.pooling,
+                         n_folds=len(run.folds),
                          clips_per_second=run.folds["examples_per_second"].mean(),
                          train_minutes=run.folds["train_seconds"].sum() / 60,
                          **{k: v for k, v in speed.items() if k not in ("batches", "features")}))

@@ -170,6 +170,15 @@ def _layers(layers) -> str:
 # Table 1
 
 
+# which classifier a run trained, in one sentence: the paper's all-positions mean or our speech pooling
+POOLING_SENTENCES = {
+    "mean": "The classifier averages over all input positions, padding included (`pooling=mean`: the paper's and "
+            "the official code's model).",
+    "speech": "The classifier averages over each clip's speech positions only, every clip computed at its own "
+              "length (`pooling=speech`: not the paper's model, which averages over all positions, padding "
+              "included)."}
+
+
 def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd.DataFrame,
                        protocols: pd.DataFrame | None = None, *, n_classes: int,
                        config: RunConfig | None = None) -> str:
@@ -194,7 +203,8 @@ def finetuning_summary(results: pd.DataFrame, evidence: pd.DataFrame, claims: pd
         f"{frozen['war_mean']:.3f}, macro-F1 {frozen['f1_mean']:.3f}. Chance is {1 / n_classes:.3f}. LoRA is "
         f"{f'{abs(diff):.3f} UAR ' if diff else ''}{side} the frozen encoder on these folds."
         + (f" The paper reports {TABLE1[size]['lora_uar'][0]:.3f} (LoRA) and {TABLE1[size]['frozen_uar'][0]:.3f} "
-           f"(frozen) for {size} on IEMOCAP under the official folds." if size in TABLE1 else "")]
+           f"(frozen) for {size} on IEMOCAP under the official folds." if size in TABLE1 else "")
+        + (f" {POOLING_SENTENCES[config.pooling]}" if config is not None else "")]
 
     verdict, link = _verdict_link(claims, "lora_beats_frozen")
     gains = evidence[evidence["quantity"].str.startswith("uar_gain.")] if len(evidence) else evidence
