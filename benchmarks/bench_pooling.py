@@ -23,16 +23,11 @@ import numpy as np
 import torch
 
 from helpers.book.reproducibility import write_benchmark
+from helpers.data.rehearsal import iemocap_like_durations
 from helpers.models.classifier import ModelSpec, build_classifier
 from helpers.models.pooling import batch_to_speech, speech_positions
 from helpers.training.batches import length_bucketed_batches, shuffled_batches
 from helpers.training.runs import fit_max_seconds, run_cross_validation
-
-
-def iemocap_like_durations(n: int, seed: int = 0, *, median: float = 3.4, mean: float = 4.5) -> np.ndarray:
-    """`n` clip lengths in seconds from a log-normal with the given median and mean, clipped to 0.6-35 s."""
-    sigma = np.sqrt(2 * np.log(mean / median))
-    return np.clip(np.random.default_rng(seed).lognormal(np.log(median), sigma, n), 0.6, 35.0)
 
 
 def training_rate(durations: np.ndarray, *, pooling: str, max_seconds: int, batch_size: int = 8,

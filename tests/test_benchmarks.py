@@ -23,3 +23,7 @@ def test_gpu_check_runs_on_cpu_in_quick_mode(tmp_path, tiny_en_dir):
     assert report["logits"]["max_abs_fp32"] == 0.0  # the same device: identical
     assert [t["seconds"] for t in report["throughput"]] == [30, 8]
     assert all(t["clips_per_s"] > 0 for t in report["throughput"])
+    assert [p["pooling"] for p in report["pooling"]] == ["mean", "speech"]
+    official, speech = report["pooling"]
+    assert official["padding_computed"] > 0.5 > speech["padding_computed"]  # IEMOCAP-like clips in 30 s inputs
+    assert speech["clips_per_s"] > 0

@@ -115,3 +115,14 @@ def test_paper_profile_on_the_iemocap_like_release_makes_the_official_ten_leaky_
         assert len(fold.test) == 8 and test == {fold.name[-6:-1] + "F", fold.name[-6:-1] + "M"}
         assert test <= {speaker[u] for u in fold.train}  # the official folds' leak: test actors also train
         assert fold.selection_on_test and set(fold.validation) == set(fold.test)
+
+
+def test_iemocap_like_durations_have_the_asked_median_and_mean_and_a_tail():
+    import numpy as np
+
+    from helpers.data.rehearsal import iemocap_like_durations
+
+    lengths = iemocap_like_durations(20000, seed=1)
+    assert abs(np.median(lengths) - 3.4) < 0.1 and abs(lengths.mean() - 4.5) < 0.15
+    assert lengths.min() >= 0.6 and lengths.max() <= 35.0 and (lengths > 20).any()
+    assert np.array_equal(lengths[:10], iemocap_like_durations(10, seed=1))  # seeded

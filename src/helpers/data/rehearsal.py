@@ -28,12 +28,19 @@ from ..progress import progress
 from .corpora import load_audio
 from .demo_corpus import DemoCorpusSettings, load_demo_corpus
 
-__all__ = ["RAVDESS_CODES", "ravdess_name", "pad_to_seconds", "write_ravdess_like", "IEMOCAP_TURNS",
-           "iemocap_label_text", "write_iemocap_like"]
+__all__ = ["iemocap_like_durations", "RAVDESS_CODES", "ravdess_name", "pad_to_seconds", "write_ravdess_like",
+           "IEMOCAP_TURNS", "iemocap_label_text", "write_iemocap_like"]
 
 # RAVDESS emotion codes of the classes the demo synthesis can make (02 calm and 08 surprised it cannot)
 RAVDESS_CODES = {"neutral": "01", "happiness": "03", "sadness": "04", "anger": "05", "fear": "06", "disgust": "07"}
 _RATE = 48000  # RAVDESS's sample rate
+
+
+def iemocap_like_durations(n: int, seed: int = 0, *, median: float = 3.4, mean: float = 4.5) -> np.ndarray:
+    """`n` clip lengths in seconds from a log-normal with this median and mean, clipped to 0.6-35 s: an assumed
+    stand-in for IEMOCAP's four-class utterances (mean about 4.5 s, a tail past 30 s) where lengths set the cost."""
+    sigma = np.sqrt(2 * np.log(mean / median))
+    return np.clip(np.random.default_rng(seed).lognormal(np.log(median), sigma, n), 0.6, 35.0)
 
 
 def ravdess_name(emotion: str, intensity: int, statement: int, repetition: int, actor: int) -> str:
