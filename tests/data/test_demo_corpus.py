@@ -135,3 +135,26 @@ def test_a_damaged_demo_corpus_is_rebuilt_not_blamed_on_the_user(tmp_path, caplo
     with caplog.at_level("WARNING"):
         load_demo_corpus(tiny, cache_dir=tmp_path)
     assert "1 file(s) changed since the build" in caplog.text and victim.read_bytes() == original
+
+
+def test_a_script_without_a_main_guard_gets_an_error_not_a_hang(tmp_path):
+    """The synthesis runs in a spawned process, which imports the calling script again: a script that builds the
+    demo corpus at import time used to wait forever on its own lock; now it stops, naming the fix."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("from helpers.data.demo_corpus import DemoCorpusSettings, build_demo_corpus\n"
+                      f"build_demo_corpus(DemoCorpusSettings(n_speakers=2, clips_per_speaker_emotion=1), "
+                      f"cache_dir={str(tmp_path / 'cache')!r})\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+    assert result.returncode != 0
+    assert 'if __name__ == "__main__":' in result.stderr and "speech synthesis process stopped" in result.stderr
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text("from helpers.data.demo_corpus import DemoCorpusSettings, build_demo_corpus\n"
+                       "if __name__ == '__main__':\n"
+                       f"    build_demo_corpus(DemoCorpusSettings(n_speakers=2, clips_per_speaker_emotion=1), "
+                       f"cache_dir={str(tmp_path / 'cache')!r})\n")
+    assert subprocess.run([sys.executable, str(guarded)], capture_output=True, timeout=300).returncode == 0

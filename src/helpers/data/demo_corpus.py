@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -179,6 +180,10 @@ def build_demo_corpus(settings: DemoCorpusSettings = DemoCorpusSettings(), *,
     target = cache_root(cache_dir) / "corpora" / f"demo-{settings.fingerprint()}"
     if not force and _complete(target, cache_dir):
         return target
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # a spawned child re-running the script
+        raise RuntimeError("the demo corpus is being built by the process that started this one (its speech "
+                           "synthesis runs in a spawned process, which imports your script again): put your "
+                           "script's code under `if __name__ == \"__main__\":`, or it waits for itself")
     with FileLock(target.with_name(f"{target.name}.lock"), what=f"building the demo corpus {target.name}"):
         if not force and _complete(target, cache_dir):  # built by another process while this one waited
             return target

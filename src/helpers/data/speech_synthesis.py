@@ -12,6 +12,7 @@ import ctypes
 import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -120,4 +121,10 @@ def synthesize_batch(requests: Sequence[tuple[str, Prosody]], *, sample_rate: in
     """Synthesize `(text, prosody)` pairs in order in a fresh process; the same list always gives the same waves."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(_synthesize_all, list(requests), sample_rate).result()
+        try:
+            return pool.submit(_synthesize_all, list(requests), sample_rate).result()
+        except BrokenProcessPool as err:
+            raise RuntimeError("the speech synthesis process stopped before finishing (its error is printed above; "
+                               "a script that builds the demo corpus at import time must put its code under "
+                               "`if __name__ == \"__main__\":`, because the synthesis process imports it "
+                               "again)") from err
