@@ -57,10 +57,11 @@ class _FoldTrainer:
                  inputs: torch.Tensor | None, frozen_encoder_out: torch.Tensor | None,
                  cache_dir: str | Path | None = None, speech_positions: torch.Tensor | None = None):
         self.config, self.device, self.inputs = config, device, inputs
-        if spec.pooling == "speech" and frozen_encoder_out is None and speech_positions is None:
-            raise ValueError("pooling='speech' needs each clip's speech_positions")
         # speech pooling through the encoder: batches cut to their longest clip, so they are bucketed by length
-        self.positions = speech_positions if spec.pooling == "speech" and frozen_encoder_out is None else None
+        through_encoder = spec.pooling == "speech" and frozen_encoder_out is None
+        if through_encoder and speech_positions is None:
+            raise ValueError("pooling='speech' needs each clip's speech_positions")
+        self.positions = speech_positions if through_encoder else None
         self.model = build_classifier(spec, seed=config.seed + fold_index, allow_download=config.allow_download,
                                       attention=config.attention, cache_dir=cache_dir)
         if config.mode == "frozen":
